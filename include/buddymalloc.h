@@ -1,0 +1,130 @@
+/*
+ * buddymalloc.h - public interface of buddymalloc.
+ *
+ * The page layer: the Linux kernel's buddy allocator in a process. Blocks of
+ * 2^order pages (4 KiB pages), naturally aligned, from per-node zones with
+ * per-CPU pagesets; introspection in the kernel's own text formats.
+ *
+ * Nothing declared here allocates through malloc or uses stdio, except where
+ * a FILE * is taken.
+ */
+#ifndef BUDDYMALLOC_H
+#define BUDDYMALLOC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define BM_PAGE_BYTES 4096u
+
+/* ---- page allocation ---------------------------------------------------- */
+
+/* gfp flags for bm_alloc_pages: the migrate type (docs/design.md), and
+ * whether the per-CPU pagesets may be used. */
+enum {
+    BM_GFP_AUTO   = 0,      /* PAGES up to the pageset orders, LARGE above   */
+    BM_GFP_SLAB   = 1,      /* long-lived, cut into small objects            */
+    BM_GFP_PAGES  = 2,      /* page-sized user data                           */
+    BM_GFP_LARGE  = 3,      /* multi-page user data                           */
+    BM_GFP_TYPE_MASK = 3,
+    BM_GFP_NOPCP  = 1u << 2 /* go straight to the zone (bypass the pagesets)  */
+};
+
+/* 2^order contiguous pages aligned to their size, or NULL with errno ENOMEM
+ * (order >= bm_max_order(), or the region limit is reached). */
+void *bm_alloc_pages(unsigned order, unsigned gfp);
+
+/* Free a block from bm_alloc_pages. addr must be the block's start and order
+ * the order it was allocated with; anything else (a foreign pointer, a double
+ * free, a wrong order) is reported on stderr with the address and aborts.
+ * NULL is ignored. */
+void bm_free_pages(void *addr, unsigned order);
+
+/* Order of the allocated block starting at addr, or -1 if addr is not the
+ * start of a block handed out by bm_alloc_pages. */
+int bm_pages_order(const void *addr);
+
+/* Build-time geometry. */
+int bm_max_order(void);           /* number of orders: blocks up to 2^(n-1) pages */
+int bm_pageblock_order(void);
+
+/* ---- memory return ---------------------------------------------------- */
+
+/* Drain the per-CPU pagesets and return free memory to the OS, keeping at
+ * most pad bytes of free resident memory per zone. Returns 1 if any memory
+ * was returned, 0 otherwise (malloc_trim's convention). */
+int bm_trim(size_t pad);
+
+/* Move every page on the per-CPU pagesets back to the buddy free lists. */
+void bm_drain_pagesets(void);
+
+/* ---- introspection ---------------------------------------------------- *
+ * The text functions follow snprintf: they write at most size bytes
+ * (NUL-terminated when size > 0) and return the length of the whole text.
+ */
+
+/* One /proc/buddyinfo line per zone: free blocks per order. Fresh (never
+ * used) memory counts as free blocks of the highest order. */
+size_t bm_buddyinfo(char *buf, size_t size);
+/* /proc/pagetypeinfo: free blocks per order per migrate type, and the number
+ * of pageblocks of each type. */
+size_t bm_pagetypeinfo(char *buf, size_t size);
+/* The kernel's extfrag_index per order (-1.000: the order can be served;
+ * towards 0: failure from lack of memory; towards 1: from fragmentation). */
+size_t bm_extfrag_index(char *buf, size_t size);
+/* Per-CPU pageset counters (count/high/batch, hits, refills, drains). */
+size_t bm_pagesetinfo(char *buf, size_t size);
+/* Everything above plus zone counters, written to a file descriptor. */
+void bm_stats_fd(int fd);
+
+#define BM_MAX_ORDERS 16
+#define BM_MIGRATE_TYPES 4
+
+struct bm_zone_stats {
+    int node;
+    unsigned long regions;
+    unsigned long managed_pages;     /* usable pages in the zone's regions    */
+    unsigned long free_pages;        /* free in the buddy, fresh included     */
+    unsigned long fresh_blocks;      /* max-order blocks never used            */
+    unsigned long pcp_pages;         /* on the per-CPU pagesets                */
+    unsigned long resident_pages;    /* managed - returned (pageblock bound)   */
+    unsigned long returned_pages;    /* in returned / never touched pageblocks */
+    unsigned long dirty_pages;       /* free but resident, awaiting release    */
+    unsigned long nr_free[BM_MAX_ORDERS];                    /* buddyinfo     */
+    unsigned long nr_free_type[BM_MIGRATE_TYPES][BM_MAX_ORDERS];
+    unsigned long pageblocks[BM_MIGRATE_TYPES];
+    uint64_t alloc[BM_MAX_ORDERS];   /* blocks handed out by the buddy         */
+    uint64_t fallback[BM_MIGRATE_TYPES];
+    uint64_t claimed[BM_MIGRATE_TYPES];
+    uint64_t reserve_used;
+    uint64_t fresh_carved;
+    uint64_t release_calls;
+    uint64_t released_pages;
+    uint64_t enomem;
+    uint64_t pcp_alloc_hit, pcp_refill, pcp_free_hit, pcp_drain, pcp_lock_miss;
+};
+
+/* Number of zones (NUMA nodes) in use. */
+int bm_nr_zones(void);
+/* Fill *out for zone (node) n; 0 on success, -1 if there is no such zone. */
+int bm_zone_stats(int n, struct bm_zone_stats *out);
+
+/* Names of the migrate types as printed in pagetypeinfo. */
+const char *bm_migratetype_name(int mt);
+
+/* ---- heap checker --------------------------------------------------- */
+
+/* Walk every zone, free list, pageset and region and verify the invariants
+ * (docs/design.md#invariants). Each violation is described on fd (if >= 0).
+ * Returns the number of violations: 0 means consistent. Takes every lock, so
+ * it is a pause for the whole allocator; meant for tests and debugging. */
+long bm_check(int fd);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* BUDDYMALLOC_H */

@@ -1,0 +1,361 @@
+/*
+ * buddy.c - the zone's buddy system: free_area, split (expand), merge
+ * (__free_one_page), migrate-type fallback and pageblock claiming, after the
+ * Linux kernel's mm/page_alloc.c. Everything here runs with the zone lock
+ * held.
+ *
+ * Invariants (bm_check verifies them):
+ *  - a free block of order o is naturally aligned (page index % 2^o == 0),
+ *    its head has PG_buddy and order o, and it is on
+ *    free_area[o].free_list[mt] where mt is the migrate type of its
+ *    pageblock; a block of pageblock order or more covers pageblocks that
+ *    all have that type;
+ *  - the two buddies of a pair are never both free at the same order,
+ *    except across a RESERVE / non-RESERVE pageblock boundary, which is never
+ *    merged, so the reserve keeps its size;
+ *  - nonempty[mt] has bit o set exactly when free_area[o].free_list[mt] is
+ *    not empty; nr_free counts the blocks on an order's lists;
+ *  - every usable page of a region is fresh (never carved) or covered by
+ *    exactly one block head: free, on a pageset, allocated, or isolated.
+ */
+#include "internal.h"
+
+void bm_zone_init(struct bm_zone *z, int node)
+{
+    z->node = node;
+    for (unsigned o = 0; o < MAX_ORDER; o++)
+        for (int mt = 0; mt < MIGRATE_TYPES; mt++)
+            list_init(&z->free_area[o].free_list[mt]);
+    list_init(&z->dirty_list);
+}
+
+/* ---- free list primitives -------------------------------------------------- */
+
+/* Resident blocks go to the head and are reused first; blocks whose memory
+ * was returned to the OS (or never touched) go to the tail. */
+void bm_add_free(struct bm_zone *z, struct bm_page *p, unsigned order, int mt,
+                 uint64_t freed_ns)
+{
+    struct bm_free_area *area = &z->free_area[order];
+    bool resident = order < pageblock_order || bm_block_resident(p, order);
+    p->flags = PG_buddy;
+    p->order = (uint8_t)order;
+    if (resident)
+        list_add(&area->free_list[mt], &p->lru);
+    else
+        list_add_tail(&area->free_list[mt], &p->lru);
+    area->nr_free++;
+    z->nonempty[mt] |= 1u << order;
+    z->nr_free_pages += 1UL << order;
+    if (order >= pageblock_order && resident)
+        bm_dirty_add(z, p, order, freed_ns);
+}
+
+static inline void del_free(struct bm_zone *z, struct bm_page *p, unsigned order, int mt)
+{
+    struct bm_free_area *area = &z->free_area[order];
+    list_del(&p->lru);
+    if (p->flags & PG_dirty)
+        bm_dirty_del(z, p, order);
+    p->flags = 0;
+    area->nr_free--;
+    if (list_empty(&area->free_list[mt]))
+        z->nonempty[mt] &= ~(1u << order);
+    z->nr_free_pages -= 1UL << order;
+}
+
+void bm_del_free(struct bm_zone *z, struct bm_page *p, unsigned order)
+{
+    del_free(z, p, order, get_pageblock_mt(p));
+}
+
+/*
+ * Split a block of order high, whose head is page, down to order low: the
+ * upper halves go back on the free lists (the kernel's expand()). Halves of
+ * pageblock order or more keep the dirty timestamp of the block they came
+ * from, so splitting does not make old free memory look new.
+ */
+static void expand(struct bm_zone *z, struct bm_page *page, unsigned low, unsigned high,
+                   int mt, uint64_t stamp)
+{
+    while (high > low) {
+        high--;
+        bm_add_free(z, page + (1UL << high), high, mt, stamp);
+    }
+}
+
+/* Pageblocks of block p..p+2^order that were not resident become resident:
+ * the caller is about to hand the block out and its user will touch it. */
+void bm_mark_resident(struct bm_zone *z, struct bm_page *p, unsigned order)
+{
+    struct bm_region *r = page_region(p);
+    unsigned long pb = page_index(p) >> pageblock_order;
+    unsigned long n = order > pageblock_order ? 1UL << (order - pageblock_order) : 1;
+    for (unsigned long i = pb; i < pb + n; i++) {
+        if (unlikely(pageblock_returned(r, i))) {
+            r->pb_returned[i / 64] &= ~(1ULL << (i % 64));
+            z->nr_returned_pages -= pageblock_nr_pages;
+        }
+    }
+}
+
+static struct bm_page *rmqueue_smallest(struct bm_zone *z, unsigned order, int mt)
+{
+    uint32_t mask = z->nonempty[mt] >> order;
+    if (!mask)
+        return NULL;
+    unsigned o = order + (unsigned)__builtin_ctz(mask);
+    struct bm_page *p = lru_to_page(z->free_area[o].free_list[mt].next);
+    uint64_t stamp = (p->flags & PG_dirty) ? p->freed_ns : 0;
+    del_free(z, p, o, mt);
+    expand(z, p, order, o, mt, stamp);
+    return p;
+}
+
+/* ---- migrate-type fallback ----------------------------------------------- *
+ * When a type has no free block, another type's is used, in this order (the
+ * kernel's fallbacks[]). RESERVE is tried only after every other way,
+ * including adding a region, has failed.
+ */
+static const int fallbacks[MIGRATE_PCPTYPES][MIGRATE_PCPTYPES - 1] = {
+    [MIGRATE_SLAB]  = { MIGRATE_LARGE, MIGRATE_PAGES },
+    [MIGRATE_PAGES] = { MIGRATE_LARGE, MIGRATE_SLAB },
+    [MIGRATE_LARGE] = { MIGRATE_PAGES, MIGRATE_SLAB },
+};
+
+/* May the taker claim the whole pageblock? As the kernel's can_steal_fallback:
+ * always for big blocks, and eagerly for the long-lived types, so SLAB and
+ * LARGE gather in few pageblocks instead of salting PAGES ones. */
+static bool can_claim(unsigned order, int start_mt)
+{
+    if (order >= pageblock_order / 2)
+        return true;
+    return start_mt == MIGRATE_SLAB || start_mt == MIGRATE_LARGE;
+}
+
+static int find_fallback(struct bm_zone *z, unsigned order, int start_mt)
+{
+    for (int i = 0; i < MIGRATE_PCPTYPES - 1; i++) {
+        int mt = fallbacks[start_mt][i];
+        if (z->nonempty[mt] & (1u << order))
+            return mt;
+    }
+    return -1;
+}
+
+/*
+ * Try to make the pageblock holding free block page (of type old_mt) belong
+ * to start_mt: whole blocks of pageblock order or more always; a part of a
+ * pageblock when at least half of the pageblock is free or already used by
+ * start_mt (the kernel's steal_suitable_fallback). All free blocks of the
+ * pageblock move to start_mt's lists.
+ */
+static bool try_claim(struct bm_zone *z, struct bm_page *page, unsigned order,
+                      int start_mt, int old_mt)
+{
+    if (order >= pageblock_order) {
+        uint64_t stamp = (page->flags & PG_dirty) ? page->freed_ns : 0;
+        del_free(z, page, order, old_mt);
+        bm_set_pageblock_range(page, order, start_mt);
+        bm_add_free(z, page, order, start_mt, stamp);
+        z->c.claimed[start_mt] += 1UL << (order - pageblock_order);
+        return true;
+    }
+
+    struct bm_page *start = page - (page_index(page) & (pageblock_nr_pages - 1));
+    unsigned long free_pages = 0, alike = 0;
+    for (unsigned long i = 0; i < pageblock_nr_pages;) {
+        struct bm_page *p = start + i;
+        unsigned long n = 1UL << p->order;
+        if (p->flags & PG_buddy)
+            free_pages += n;
+        else if ((p->flags & (PG_alloc | PG_pcp)) && p->mt == start_mt)
+            alike += n;
+        i += p->flags ? n : 1;
+    }
+    if (free_pages + alike < pageblock_nr_pages / 2)
+        return false;
+
+    bm_set_pageblock_range(start, 0, start_mt);
+    for (unsigned long i = 0; i < pageblock_nr_pages;) {
+        struct bm_page *p = start + i;
+        unsigned long n = 1UL << p->order;
+        if (p->flags & PG_buddy) {
+            unsigned o = p->order;
+            del_free(z, p, o, old_mt);
+            bm_add_free(z, p, o, start_mt, 0);
+        }
+        i += p->flags ? n : 1;
+    }
+    z->c.claimed[start_mt]++;
+    return true;
+}
+
+#define CLAIMED ((struct bm_page *)1)
+
+/*
+ * Serve order for start_mt from another type's free block of order min_order
+ * or more. Returns CLAIMED when a pageblock changed owner (the caller then
+ * takes from its own list), the block itself when it was only borrowed
+ * (its remainder stays with the other type), or NULL.
+ */
+static struct bm_page *rmqueue_fallback(struct bm_zone *z, unsigned order, int start_mt,
+                                        unsigned min_order)
+{
+    int current, fmt = -1;
+
+    /* Take the largest block first: splitting it leaves the fewest mixed
+     * pageblocks behind. */
+    for (current = MAX_ORDER - 1; current >= (int)min_order; current--) {
+        fmt = find_fallback(z, (unsigned)current, start_mt);
+        if (fmt < 0)
+            continue;
+        /* A PAGES request that may not claim the pageblock would only
+         * fragment a big block: borrow the smallest one instead. */
+        if (!can_claim((unsigned)current, start_mt) && start_mt == MIGRATE_PAGES &&
+            current > (int)order)
+            goto find_smallest;
+        goto found;
+    }
+    return NULL;
+
+find_smallest:
+    for (current = (int)order; current < MAX_ORDER; current++) {
+        fmt = find_fallback(z, (unsigned)current, start_mt);
+        if (fmt >= 0)
+            break;
+    }
+
+found:;
+    struct bm_page *page = lru_to_page(z->free_area[current].free_list[fmt].next);
+    z->c.fallback[start_mt]++;
+    if (can_claim((unsigned)current, start_mt) &&
+        try_claim(z, page, (unsigned)current, start_mt, fmt))
+        return CLAIMED;
+    uint64_t stamp = (page->flags & PG_dirty) ? page->freed_ns : 0;
+    del_free(z, page, (unsigned)current, fmt);
+    expand(z, page, order, (unsigned)current, fmt, stamp);
+    return page;
+}
+
+/*
+ * Take a block of 2^order pages for migrate type mt (the kernel's __rmqueue).
+ * Cheapest first, most fragmenting last:
+ *   1. the type's own free lists;
+ *   2. a whole free pageblock (or larger) of another type, claimed: reuses
+ *      resident memory without mixing types inside a pageblock;
+ *   3. a fresh block from a region (virtual only until touched);
+ *   4. a part of another type's pageblock (claimed if mostly free);
+ *   5. the RESERVE pageblocks;
+ *   6. a new region, then again from the top.
+ */
+struct bm_page *bm_rmqueue(struct bm_zone *z, unsigned order, int mt)
+{
+    struct bm_page *p;
+    for (;;) {
+        if ((p = rmqueue_smallest(z, order, mt)))
+            break;
+        unsigned min = order > pageblock_order ? order : pageblock_order;
+        if ((p = rmqueue_fallback(z, order, mt, min))) {
+            if (p == CLAIMED)
+                continue;
+            break;
+        }
+        if (bm_carve_fresh(z, mt))
+            continue;
+        if ((p = rmqueue_fallback(z, order, mt, order))) {
+            if (p == CLAIMED)
+                continue;
+            break;
+        }
+        if ((p = rmqueue_smallest(z, order, MIGRATE_RESERVE))) {
+            z->c.reserve_used++;
+            break;
+        }
+        if (bm_region_add(z))
+            continue;
+        z->c.enomem++;
+        return NULL;
+    }
+    bm_mark_resident(z, p, order);
+    z->c.alloc[order]++;
+    p->order = (uint8_t)order;
+    return p;
+}
+
+/* Refill a pageset list: up to count blocks, oldest first on out. */
+int bm_rmqueue_bulk(struct bm_zone *z, unsigned order, int count, int mt,
+                    struct bm_list *out)
+{
+    int i;
+    for (i = 0; i < count; i++) {
+        struct bm_page *p = bm_rmqueue(z, order, mt);
+        if (!p)
+            break;
+        p->flags = PG_pcp;
+        p->mt = (uint8_t)mt;
+        list_add_tail(out, &p->lru);
+    }
+    return i;
+}
+
+/*
+ * Free a block into the buddy, merging with its buddy while that is free at
+ * the same order (the kernel's __free_one_page). page->flags must be clear.
+ * Buddies below MAX_ORDER-1 always lie in the same max-order block, which was
+ * carved whole, so no bounds check is needed. Above pageblock order the
+ * merged block takes the freed block's type, except that RESERVE pageblocks
+ * never merge with others.
+ */
+void bm_free_one_page(struct bm_zone *z, struct bm_page *page, unsigned order)
+{
+    unsigned long idx = page_index(page);
+    int mt = get_pageblock_mt(page);
+
+    while (order < MAX_ORDER - 1) {
+        unsigned long bidx = idx ^ (1UL << order);
+        struct bm_page *buddy = page + ((long)bidx - (long)idx);
+        if (!(buddy->flags & PG_buddy) || buddy->order != order)
+            break;
+        if (order >= pageblock_order) {
+            int bmt = get_pageblock_mt(buddy);
+            if (bmt != mt && (bmt == MIGRATE_RESERVE || mt == MIGRATE_RESERVE))
+                break;
+            del_free(z, buddy, order, bmt);
+            if (bmt != mt)
+                bm_set_pageblock_range(buddy, order, mt);
+        } else {
+            del_free(z, buddy, order, mt);
+        }
+        if (bidx < idx) {
+            page = buddy;
+            idx = bidx;
+        }
+        order++;
+    }
+    bm_add_free(z, page, order, mt, 0);
+}
+
+/*
+ * Set aside the zone's RESERVE pageblocks (at most one max-order block's
+ * worth) from its first fresh block. Zone lock held.
+ */
+void bm_zone_setup_reserve(struct bm_zone *z, int nr)
+{
+    unsigned long per_block = MAX_ORDER_NR_PAGES / pageblock_nr_pages;
+    if (nr <= 0)
+        return;
+    if ((unsigned long)nr > per_block)
+        nr = (int)per_block;
+    if (!bm_carve_fresh(z, MIGRATE_PAGES) && !(bm_region_add(z) && bm_carve_fresh(z, MIGRATE_PAGES)))
+        return;
+    struct bm_page *block = lru_to_page(z->free_area[MAX_ORDER - 1].free_list[MIGRATE_PAGES].next);
+    del_free(z, block, MAX_ORDER - 1, MIGRATE_PAGES);
+    for (unsigned long i = 0; i < per_block; i++) {
+        struct bm_page *p = block + i * pageblock_nr_pages;
+        int mt = i < (unsigned long)nr ? MIGRATE_RESERVE : MIGRATE_PAGES;
+        bm_set_pageblock_range(p, pageblock_order, mt);
+        bm_free_one_page(z, p, pageblock_order);
+    }
+    z->nr_reserve_blocks = (unsigned long)nr;
+}

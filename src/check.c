@@ -1,0 +1,327 @@
+/*
+ * check.c - the heap checker: walks every zone's free lists, dirty list,
+ * pagesets and regions with all locks held and verifies the invariants
+ * stated in buddy.c, pcp.c and release.c. Each violation is described on a
+ * file descriptor; the return value counts them.
+ *
+ * Two independent views are compared: the lists (what the allocator thinks
+ * is free or cached) and a walk of every region from its first usable page,
+ * jumping from block head to block head (what the mem_map says). A block on
+ * two lists, a lost block, a stray flag on a tail page or a wrong counter
+ * makes the two disagree.
+ */
+#include <string.h>
+
+#include "buddymalloc.h"
+#include "fmt.h"
+#include "internal.h"
+
+struct ck {
+    struct bm_buf b;
+    long errors;
+    int node;
+};
+
+static void fail(struct ck *c, const char *what, const struct bm_page *p, uint64_t x, uint64_t y)
+{
+    c->errors++;
+    if (c->b.fd < 0 || c->errors > 50)
+        return;
+    bm_puts(&c->b, "bm_check: node ");
+    bm_puti(&c->b, c->node, 0);
+    bm_puts(&c->b, ": ");
+    bm_puts(&c->b, what);
+    if (p) {
+        bm_puts(&c->b, " [block ");
+        bm_putx(&c->b, (uintptr_t)page_to_addr(p));
+        bm_puts(&c->b, " flags ");
+        bm_putx(&c->b, p->flags);
+        bm_puts(&c->b, " order ");
+        bm_putu(&c->b, p->order, 0);
+        bm_puts(&c->b, "]");
+    }
+    bm_puts(&c->b, " (");
+    bm_putu(&c->b, x, 0);
+    bm_puts(&c->b, ", ");
+    bm_putu(&c->b, y, 0);
+    bm_puts(&c->b, ")\n");
+}
+
+void bm_zone_lock_all(struct bm_zone *z)
+{
+    if (z->pcp)
+        for (int c = 0; c < bm_g.nr_cpus; c++)
+            bm_spin_lock(&z->pcp[c].lock);
+    bm_mutex_lock(&z->lock);
+}
+
+void bm_zone_unlock_all(struct bm_zone *z)
+{
+    bm_mutex_unlock(&z->lock);
+    if (z->pcp)
+        for (int c = 0; c < bm_g.nr_cpus; c++)
+            bm_spin_unlock(&z->pcp[c].lock);
+}
+
+static bool page_belongs(const struct bm_zone *z, const struct bm_page *p)
+{
+    uintptr_t a = (uintptr_t)p;
+    if (!bm_addr_in_region(a) || (a & (sizeof(struct bm_page) - 1)))
+        return false;
+    const struct bm_region *r = page_region(p);
+    unsigned long i = page_index(p);
+    return r->magic == BM_REGION_MAGIC && r->zone == z && i >= REGION_FIRST_PAGE &&
+           i < r->fresh_next;
+}
+
+static bool types_merge(int a, int b)
+{
+    return a == b || (a != MIGRATE_RESERVE && b != MIGRATE_RESERVE);
+}
+
+struct counts {
+    unsigned long blocks[MAX_ORDER][MIGRATE_TYPES];
+    unsigned long free_pages, pcp_pages, alloc_pages, isolated_pages, dirty_pages;
+};
+
+static void check_free_lists(struct ck *c, struct bm_zone *z, struct counts *lists)
+{
+    unsigned long limit = z->managed_pages + 1;
+    for (unsigned o = 0; o < MAX_ORDER; o++) {
+        unsigned long n = 0;
+        for (int mt = 0; mt < MIGRATE_TYPES; mt++) {
+            struct bm_list *h = &z->free_area[o].free_list[mt], *prev = h;
+            unsigned long steps = 0;
+            for (struct bm_list *l = h->next; l != h; prev = l, l = l->next) {
+                struct bm_page *p = lru_to_page(l);
+                if (++steps > limit) {
+                    fail(c, "free list does not end (cycle)", NULL, o, (uint64_t)mt);
+                    break;
+                }
+                if (l->prev != prev)
+                    fail(c, "free list link broken (next->prev)", NULL, o, (uint64_t)mt);
+                if (!page_belongs(z, p)) {
+                    fail(c, "free list holds a page outside the zone's carved memory", NULL, o,
+                         (uint64_t)mt);
+                    break;
+                }
+                unsigned long idx = page_index(p);
+                if (!(p->flags & PG_buddy) || p->order != o)
+                    fail(c, "block on free list without PG_buddy at the list's order", p, o, 0);
+                if (idx & ((1UL << o) - 1))
+                    fail(c, "free block not aligned to its order", p, idx, o);
+                if (idx + (1UL << o) > page_region(p)->fresh_next)
+                    fail(c, "free block runs past the carved part of its region", p, idx, o);
+                unsigned long npb = o > pageblock_order ? 1UL << (o - pageblock_order) : 1;
+                for (unsigned long k = 0; k < npb; k++)
+                    if (page_region(p)->pb_mt[(idx >> pageblock_order) + k] != mt)
+                        fail(c, "free block on the list of another migrate type than its pageblock",
+                             p, (uint64_t)mt, page_region(p)->pb_mt[(idx >> pageblock_order) + k]);
+                bool dirty_expected = o >= pageblock_order && bm_block_resident(p, o);
+                if (!!(p->flags & PG_dirty) != dirty_expected)
+                    fail(c, "PG_dirty disagrees with the block's resident pageblocks", p,
+                         dirty_expected, 0);
+                lists->blocks[o][mt]++;
+                lists->free_pages += 1UL << o;
+                n++;
+            }
+            bool nonempty = (z->nonempty[mt] >> o) & 1;
+            if (nonempty == list_empty(h))
+                fail(c, "nonempty bitmap disagrees with the free list", NULL, o, (uint64_t)mt);
+        }
+        if (n != z->free_area[o].nr_free)
+            fail(c, "nr_free differs from the blocks on the lists", NULL, n,
+                 z->free_area[o].nr_free);
+    }
+    if (lists->free_pages != z->nr_free_pages)
+        fail(c, "nr_free_pages differs from the pages on the free lists", NULL,
+             lists->free_pages, z->nr_free_pages);
+}
+
+static void check_dirty_list(struct ck *c, struct bm_zone *z)
+{
+    unsigned long pages = 0, steps = 0;
+    struct bm_list *h = &z->dirty_list;
+    for (struct bm_list *l = h->next; l != h; l = l->next) {
+        struct bm_page *p = dirty_to_page(l);
+        if (++steps > z->managed_pages) {
+            fail(c, "dirty list does not end (cycle)", NULL, 0, 0);
+            return;
+        }
+        if (!page_belongs(z, p) || (p->flags & (PG_dirty | PG_buddy)) != (PG_dirty | PG_buddy)) {
+            fail(c, "dirty list holds a block that is not a free dirty block", NULL, 0, 0);
+            continue;
+        }
+        unsigned long pb = page_index(p) >> pageblock_order;
+        unsigned long npb = p->order > pageblock_order ? 1UL << (p->order - pageblock_order) : 1;
+        for (unsigned long k = 0; k < npb; k++)
+            if (!pageblock_returned(page_region(p), pb + k))
+                pages += pageblock_nr_pages;
+    }
+    if (pages != z->nr_dirty_pages)
+        fail(c, "nr_dirty_pages differs from the dirty list", NULL, pages, z->nr_dirty_pages);
+}
+
+static void check_pcp(struct ck *c, struct bm_zone *z, struct counts *lists)
+{
+    if (!z->pcp)
+        return;
+    for (int cpu = 0; cpu < bm_g.nr_cpus; cpu++) {
+        struct bm_pcp *pcp = &z->pcp[cpu];
+        unsigned long pages = 0;
+        for (unsigned i = 0; i < NR_PCP_LISTS; i++) {
+            unsigned order = i / MIGRATE_PCPTYPES;
+            int mt = (int)(i % MIGRATE_PCPTYPES);
+            struct bm_list *h = &pcp->lists[i], *prev = h;
+            unsigned long steps = 0;
+            for (struct bm_list *l = h->next; l != h; prev = l, l = l->next) {
+                struct bm_page *p = lru_to_page(l);
+                if (++steps > z->managed_pages || l->prev != prev || !page_belongs(z, p)) {
+                    fail(c, "pageset list broken", NULL, (uint64_t)cpu, i);
+                    break;
+                }
+                if (p->flags != PG_pcp || p->order != order || p->mt != mt)
+                    fail(c, "block on pageset list without PG_pcp, its order or its type", p,
+                         (uint64_t)cpu, i);
+                pages += 1UL << order;
+            }
+        }
+        if (pages != (unsigned long)pcp->count)
+            fail(c, "pageset count differs from its lists", NULL, pages, (uint64_t)pcp->count);
+        lists->pcp_pages += pages;
+    }
+}
+
+/* The mem_map view: every usable page of every region is fresh or under
+ * exactly one block head. */
+static void check_regions(struct ck *c, struct bm_zone *z, struct counts *walk)
+{
+    unsigned long managed = 0, fresh = 0, returned = 0, nregions = 0;
+    bool fresh_seen = false;
+    for (struct bm_region *r = z->regions; r; r = r->next) {
+        nregions++;
+        if (r->magic != BM_REGION_MAGIC || r->zone != z || r->base != (uintptr_t)r ||
+            !bm_addr_in_region(r->base)) {
+            fail(c, "region header damaged or not in the region map", NULL, r->base, 0);
+            continue;
+        }
+        if (r->fresh_next < REGION_FIRST_PAGE || r->fresh_next > REGION_PAGES ||
+            (r->fresh_next & (MAX_ORDER_NR_PAGES - 1))) {
+            fail(c, "region fresh boundary out of range", NULL, r->fresh_next, 0);
+            continue;
+        }
+        managed += REGION_PAGES - REGION_FIRST_PAGE;
+        fresh += (REGION_PAGES - r->fresh_next) / MAX_ORDER_NR_PAGES;
+        if (r->fresh_next < REGION_PAGES)
+            fresh_seen = true;
+        for (unsigned long pb = REGION_FIRST_PAGE >> pageblock_order; pb < REGION_PAGEBLOCKS; pb++) {
+            if (pageblock_returned(r, pb))
+                returned += pageblock_nr_pages;
+            else if (pb >= r->fresh_next >> pageblock_order)
+                fail(c, "never-carved pageblock marked resident", NULL, pb, 0);
+            if (r->pb_mt[pb] >= MIGRATE_TYPES)
+                fail(c, "pageblock has no valid migrate type", NULL, pb, r->pb_mt[pb]);
+        }
+
+        struct bm_page *mm = region_mem_map(r);
+        for (unsigned long i = REGION_FIRST_PAGE; i < r->fresh_next;) {
+            struct bm_page *p = mm + i;
+            unsigned o = p->order;
+            unsigned kinds = p->flags & (PG_buddy | PG_pcp | PG_alloc | PG_isolated);
+            if (!kinds || (kinds & (kinds - 1))) {
+                fail(c, "page not covered by exactly one block head", p, i, kinds);
+                i++;
+                continue;
+            }
+            if (o >= MAX_ORDER || (i & ((1UL << o) - 1)) || i + (1UL << o) > r->fresh_next) {
+                fail(c, "block head with an impossible order or alignment", p, i, o);
+                i++;
+                continue;
+            }
+            unsigned long npb = o > pageblock_order ? 1UL << (o - pageblock_order) : 1;
+            int mt = r->pb_mt[i >> pageblock_order];
+            if (kinds == PG_buddy) {
+                walk->blocks[o][mt]++;
+                walk->free_pages += 1UL << o;
+                if (o < MAX_ORDER - 1) {
+                    unsigned long bidx = i ^ (1UL << o);
+                    struct bm_page *b = mm + bidx;
+                    if ((b->flags & PG_buddy) && b->order == o &&
+                        types_merge(mt, r->pb_mt[bidx >> pageblock_order]))
+                        fail(c, "buddies both free at the same order (missed merge)", p, i, bidx);
+                }
+            } else {
+                if (kinds == PG_pcp)
+                    walk->pcp_pages += 1UL << o;
+                else if (kinds == PG_alloc)
+                    walk->alloc_pages += 1UL << o;
+                else
+                    walk->isolated_pages += 1UL << o;
+                if (kinds != PG_isolated)
+                    for (unsigned long k = 0; k < npb; k++)
+                        if (pageblock_returned(r, (i >> pageblock_order) + k))
+                            fail(c, "block in use inside a returned pageblock", p, i, 0);
+            }
+            i += 1UL << o;
+        }
+    }
+    if (nregions != z->nr_regions)
+        fail(c, "nr_regions differs from the region list", NULL, nregions, z->nr_regions);
+    if (managed != z->managed_pages)
+        fail(c, "managed_pages differs from the regions", NULL, managed, z->managed_pages);
+    if (fresh != z->nr_fresh_blocks)
+        fail(c, "nr_fresh_blocks differs from the regions", NULL, fresh, z->nr_fresh_blocks);
+    if (fresh_seen && !z->fresh)
+        fail(c, "a region has fresh blocks but the zone has no fresh region", NULL, 0, 0);
+    if (returned != z->nr_returned_pages)
+        fail(c, "nr_returned_pages differs from the returned pageblocks", NULL, returned,
+             z->nr_returned_pages);
+    if (walk->isolated_pages != z->nr_isolated)
+        fail(c, "nr_isolated differs from the isolated blocks", NULL, walk->isolated_pages,
+             z->nr_isolated);
+    unsigned long accounted = walk->free_pages + walk->pcp_pages + walk->alloc_pages +
+                              walk->isolated_pages + fresh * MAX_ORDER_NR_PAGES;
+    if (accounted != managed)
+        fail(c, "pages not accounted exactly once", NULL, accounted, managed);
+}
+
+static void check_zone(struct ck *c, struct bm_zone *z)
+{
+    struct counts lists, walk;
+    memset(&lists, 0, sizeof lists);
+    memset(&walk, 0, sizeof walk);
+    c->node = z->node;
+    bm_zone_lock_all(z);
+    check_free_lists(c, z, &lists);
+    check_dirty_list(c, z);
+    check_pcp(c, z, &lists);
+    check_regions(c, z, &walk);
+    bm_zone_unlock_all(z);
+
+    for (unsigned o = 0; o < MAX_ORDER; o++)
+        for (int mt = 0; mt < MIGRATE_TYPES; mt++)
+            if (lists.blocks[o][mt] != walk.blocks[o][mt])
+                fail(c, "free blocks on the lists differ from free heads in the mem_map", NULL,
+                     lists.blocks[o][mt], walk.blocks[o][mt]);
+    if (lists.pcp_pages != walk.pcp_pages)
+        fail(c, "pages on pagesets differ from PG_pcp heads in the mem_map", NULL,
+             lists.pcp_pages, walk.pcp_pages);
+}
+
+BM_API long bm_check(int fd)
+{
+    char scratch[512];
+    struct ck c;
+    bm_ensure_init();
+    c.errors = 0;
+    c.node = 0;
+    if (fd >= 0)
+        bm_buf_fd(&c.b, fd, scratch, sizeof scratch);
+    else
+        bm_buf_mem(&c.b, scratch, 0);
+    for (int n = 0; n < bm_g.nr_nodes; n++)
+        check_zone(&c, &bm_g.zones[n]);
+    if (fd >= 0)
+        bm_buf_finish(&c.b);
+    return c.errors;
+}

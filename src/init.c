@@ -1,0 +1,69 @@
+/*
+ * init.c - bootstrap: lazily on the first call from whatever thread, before
+ * or after main, without allocating (see docs/design.md#bootstrap).
+ */
+#include <fcntl.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "internal.h"
+
+struct bm_global bm_g;
+static bm_spinlock_t init_lock;
+
+/* Highest CPU number + 1 from /sys/devices/system/cpu/possible ("0-3,8"),
+ * read with open/read into a stack buffer: sysconf may allocate. */
+static int possible_cpus(void)
+{
+    char buf[512];
+    int fd = open("/sys/devices/system/cpu/possible", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return 256;
+    ssize_t n = read(fd, buf, sizeof buf - 1);
+    close(fd);
+    if (n <= 0)
+        return 256;
+    buf[n] = '\0';
+    long max = -1, v = 0;
+    for (char *s = buf; *s; s++) {
+        if (*s >= '0' && *s <= '9') {
+            v = v * 10 + (*s - '0');
+            if (v > max)
+                max = v;
+        } else {
+            v = 0;
+        }
+    }
+    return max >= 0 ? (int)max + 1 : 256;
+}
+
+static void zone_bootstrap(struct bm_zone *z, int node)
+{
+    bm_zone_init(z, node);
+    bm_mutex_lock(&z->lock);
+    if (bm_region_add(z)) {
+        bm_zone_setup_reserve(z, bm_g.opt.reserve_pageblocks);
+        if (bm_g.opt.pcp_enabled)
+            bm_pcp_setup(z);
+    }
+    z->initialised = true;
+    bm_mutex_unlock(&z->lock);
+}
+
+/* Out of line and cold: runs once. Concurrent first callers wait on a spin
+ * lock; nothing here can call back into the allocator. */
+BM_COLD void bm_init_slow(void)
+{
+    bm_spin_lock(&init_lock);
+    if (!atomic_load_explicit(&bm_g.initialised, memory_order_acquire)) {
+        bm_options_defaults(&bm_g.opt);
+        bm_options_parse(&bm_g.opt, getenv("BUDDYMALLOC_OPTIONS"));
+        bm_g.nr_cpus = possible_cpus();
+        bm_g.rseq_ok = __rseq_size > 0;
+        bm_g.nr_nodes = 1;
+        for (int n = 0; n < bm_g.nr_nodes; n++)
+            zone_bootstrap(&bm_g.zones[n], n);
+        atomic_store_explicit(&bm_g.initialised, 1, memory_order_release);
+    }
+    bm_spin_unlock(&init_lock);
+}

@@ -1,0 +1,235 @@
+/*
+ * internal.h - inline helpers (lists, locks, CPU id, address arithmetic) and
+ * the functions one part of buddymalloc calls in another.
+ */
+#ifndef BM_INTERNAL_H
+#define BM_INTERNAL_H
+
+#include <linux/futex.h>
+#include <sys/rseq.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "types.h"
+
+/* ---- lists ------------------------------------------------------------- */
+
+static inline void list_init(struct bm_list *h) { h->next = h->prev = h; }
+static inline bool list_empty(const struct bm_list *h) { return h->next == h; }
+
+static inline void list_add(struct bm_list *h, struct bm_list *n)
+{
+    n->next = h->next;
+    n->prev = h;
+    h->next->prev = n;
+    h->next = n;
+}
+
+static inline void list_add_tail(struct bm_list *h, struct bm_list *n)
+{
+    n->prev = h->prev;
+    n->next = h;
+    h->prev->next = n;
+    h->prev = n;
+}
+
+static inline void list_del(struct bm_list *n)
+{
+    n->prev->next = n->next;
+    n->next->prev = n->prev;
+    n->next = n->prev = NULL;
+}
+
+#define container_of(p, T, m) ((T *)((char *)(p) - offsetof(T, m)))
+#define lru_to_page(l)   container_of(l, struct bm_page, lru)
+#define dirty_to_page(l) container_of(l, struct bm_page, dirty)
+
+/* ---- locks ------------------------------------------------------------- *
+ * Zone lock: a futex mutex (0 free, 1 held, 2 held with waiters), because 16
+ * threads on 2 cores must sleep rather than spin behind a preempted holder.
+ * Pageset lock: only ever try-locked on the hot path; a miss means another
+ * thread on this CPU (or one that migrated) holds it, and the caller goes to
+ * the zone instead, as the kernel's pcp_spin_trylock does.
+ */
+void bm_mutex_lock_slow(bm_mutex_t *m);
+void bm_mutex_wake(bm_mutex_t *m);
+
+static inline void bm_mutex_lock(bm_mutex_t *m)
+{
+    int c = 0;
+    if (likely(atomic_compare_exchange_strong_explicit(
+            &m->v, &c, 1, memory_order_acquire, memory_order_relaxed)))
+        return;
+    bm_mutex_lock_slow(m);
+}
+
+static inline void bm_mutex_unlock(bm_mutex_t *m)
+{
+    if (unlikely(atomic_exchange_explicit(&m->v, 0, memory_order_release) == 2))
+        bm_mutex_wake(m);
+}
+
+static inline bool bm_spin_trylock(bm_spinlock_t *l)
+{
+    return atomic_load_explicit(&l->v, memory_order_relaxed) == 0 &&
+           atomic_exchange_explicit(&l->v, 1, memory_order_acquire) == 0;
+}
+
+static inline void bm_spin_unlock(bm_spinlock_t *l)
+{
+    atomic_store_explicit(&l->v, 0, memory_order_release);
+}
+
+void bm_spin_lock_slow(bm_spinlock_t *l);
+static inline void bm_spin_lock(bm_spinlock_t *l)
+{
+    if (likely(bm_spin_trylock(l)))
+        return;
+    bm_spin_lock_slow(l);
+}
+
+/* ---- current CPU --------------------------------------------------------- *
+ * glibc 2.35+ registers rseq for every thread; cpu_id there is kept current
+ * by the kernel, a plain load (~0.5 ns against ~3 ns for sched_getcpu()).
+ */
+int bm_cpu_slow(void);
+
+static inline int bm_cpu(void)
+{
+    if (likely(bm_g.rseq_ok)) {
+        const struct rseq *rs = (const struct rseq *)
+            ((char *)__builtin_thread_pointer() + __rseq_offset);
+        int cpu = (int)*(const volatile uint32_t *)&rs->cpu_id;
+        if (likely(cpu >= 0 && cpu < bm_g.nr_cpus))
+            return cpu;
+    }
+    return bm_cpu_slow();
+}
+
+/* ---- addresses and descriptors ------------------------------------------ */
+
+extern _Atomic uint64_t bm_region_map[REGION_MAP_BITS / 64];
+
+static inline struct bm_region *region_of_addr(uintptr_t a)
+{
+    return (struct bm_region *)(a & ~REGION_MASK);
+}
+
+/* Is a inside a region of ours? O(1): one bit per possible region slot. */
+static inline bool bm_addr_in_region(uintptr_t a)
+{
+    if (a >> BM_VA_BITS)
+        return false;
+    uintptr_t slot = a >> REGION_SHIFT;
+    return (atomic_load_explicit(&bm_region_map[slot / 64], memory_order_relaxed) >>
+            (slot % 64)) & 1;
+}
+
+static inline struct bm_page *region_mem_map(struct bm_region *r)
+{
+    return (struct bm_page *)r;
+}
+
+static inline struct bm_page *addr_to_page(uintptr_t a)
+{
+    return (struct bm_page *)(a & ~REGION_MASK) + ((a & REGION_MASK) >> BM_PAGE_SHIFT);
+}
+
+static inline struct bm_region *page_region(const struct bm_page *p)
+{
+    return region_of_addr((uintptr_t)p);
+}
+
+static inline unsigned long page_index(const struct bm_page *p)
+{
+    return ((uintptr_t)p & REGION_MASK) / sizeof(struct bm_page);
+}
+
+static inline void *page_to_addr(const struct bm_page *p)
+{
+    return (void *)(((uintptr_t)p & ~REGION_MASK) + (page_index(p) << BM_PAGE_SHIFT));
+}
+
+static inline struct bm_zone *page_zone(const struct bm_page *p)
+{
+    return page_region(p)->zone;
+}
+
+static inline int get_pageblock_mt(const struct bm_page *p)
+{
+    return page_region(p)->pb_mt[page_index(p) >> pageblock_order];
+}
+
+static inline bool pageblock_returned(const struct bm_region *r, unsigned long pb)
+{
+    return (r->pb_returned[pb / 64] >> (pb % 64)) & 1;
+}
+
+/* ---- time (vDSO, no system call, no allocation) -------------------------- */
+uint64_t bm_now_ns(void);
+
+/* ---- init.c ------------------------------------------------------------ */
+void bm_init_slow(void);
+static inline void bm_ensure_init(void)
+{
+    if (unlikely(!atomic_load_explicit(&bm_g.initialised, memory_order_acquire)))
+        bm_init_slow();
+}
+static inline struct bm_zone *bm_local_zone(void)
+{
+    return &bm_g.zones[0];          /* one node until NUMA placement lands */
+}
+
+/* ---- options.c --------------------------------------------------------- */
+void bm_options_defaults(struct bm_options *o);
+/* Parses "key=value,..." into o; names every bad key/value on stderr and keeps
+ * the default for it. Returns the number of errors. */
+int bm_options_parse(struct bm_options *o, const char *s);
+
+/* ---- region.c ---------------------------------------------------------- */
+bool bm_region_add(struct bm_zone *z);            /* zone lock held */
+bool bm_carve_fresh(struct bm_zone *z, int mt);   /* zone lock held */
+void bm_set_pageblock_range(struct bm_page *p, unsigned order, int mt);
+
+/* ---- buddy.c ----------------------------------------------------------- */
+void bm_zone_init(struct bm_zone *z, int node);
+struct bm_page *bm_rmqueue(struct bm_zone *z, unsigned order, int mt);   /* locked */
+int bm_rmqueue_bulk(struct bm_zone *z, unsigned order, int count, int mt,
+                    struct bm_list *out);                                /* locked */
+void bm_free_one_page(struct bm_zone *z, struct bm_page *p, unsigned order); /* locked */
+void bm_add_free(struct bm_zone *z, struct bm_page *p, unsigned order, int mt,
+                 uint64_t freed_ns);
+void bm_del_free(struct bm_zone *z, struct bm_page *p, unsigned order);
+void bm_mark_resident(struct bm_zone *z, struct bm_page *p, unsigned order);
+void bm_zone_setup_reserve(struct bm_zone *z, int nr);
+
+/* ---- pcp.c ------------------------------------------------------------- */
+void bm_pcp_setup(struct bm_zone *z);             /* after the first region */
+void bm_pcp_update_sizes(struct bm_zone *z);
+struct bm_page *bm_pcp_alloc(struct bm_zone *z, unsigned order, int mt);
+bool bm_pcp_free(struct bm_zone *z, struct bm_page *p, unsigned order);
+void bm_pcp_drain_zone(struct bm_zone *z);
+
+/* ---- release.c --------------------------------------------------------- */
+bool bm_block_resident(const struct bm_page *p, unsigned order);
+void bm_dirty_add(struct bm_zone *z, struct bm_page *p, unsigned order, uint64_t now);
+void bm_dirty_del(struct bm_zone *z, struct bm_page *p, unsigned order);
+/* Called with the zone lock held after frees; may drop and retake it. */
+void bm_release_maybe(struct bm_zone *z);
+unsigned long bm_release_zone(struct bm_zone *z, unsigned long keep_pages); /* locked */
+
+/* ---- pages.c ----------------------------------------------------------- */
+struct bm_page *bm_alloc_block(unsigned order, int mt, unsigned flags);
+void bm_free_block(struct bm_page *p, unsigned order);
+
+/* ---- report.c: messages on stderr without stdio ------------------------- */
+BM_COLD __attribute__((noreturn)) void bm_fatal_bad_pointer(const char *func, const void *p,
+                                                            const char *what);
+void bm_message(const char *prefix, const char *msg);
+
+/* ---- check.c ----------------------------------------------------------- */
+/* Lock order: every pageset lock of a zone, then the zone lock. */
+void bm_zone_lock_all(struct bm_zone *z);
+void bm_zone_unlock_all(struct bm_zone *z);
+
+#endif /* BM_INTERNAL_H */

@@ -1,0 +1,195 @@
+/*
+ * options.c - BUDDYMALLOC_OPTIONS="key=value,key=value", read once at
+ * bootstrap with getenv and parsed in place: no allocation, no stdio. A bad
+ * key or value is named on stderr and the default kept. docs/options.md
+ * lists every option.
+ */
+#include <string.h>
+
+#include "fmt.h"
+#include "internal.h"
+
+void bm_options_defaults(struct bm_options *o)
+{
+    o->max_regions = 4096;                  /* 4 TiB of address space */
+    o->pcp_enabled = 1;
+    o->pcp_high = 0;
+    o->pcp_batch = 0;
+    o->release_mode = BM_RELEASE_DONTNEED;
+    o->release_delay_ns = 1000ull * 1000 * 1000;          /* 1 s */
+    o->release_threshold_pages = (64ul << 20) >> BM_PAGE_SHIFT;
+    o->reserve_pageblocks = 1;
+    o->verbose = 0;
+}
+
+enum kind { K_UINT, K_BOOL, K_SIZE, K_MS, K_RELEASE };
+
+struct opt_desc {
+    const char *name;
+    enum kind kind;
+    size_t offset;
+    size_t width;           /* sizeof the field */
+    uint64_t min, max;
+};
+
+#define F(field) offsetof(struct bm_options, field), sizeof(((struct bm_options *)0)->field)
+static const struct opt_desc table[] = {
+    { "max_regions",        K_UINT,    F(max_regions),             1, 1u << 17 },
+    { "pcp",                K_BOOL,    F(pcp_enabled),             0, 1 },
+    { "pcp_high",           K_UINT,    F(pcp_high),                0, 1u << 20 },
+    { "pcp_batch",          K_UINT,    F(pcp_batch),               0, 1u << 16 },
+    { "release",            K_RELEASE, F(release_mode),            0, 2 },
+    { "release_delay_ms",   K_MS,      F(release_delay_ns),        0, 1ull << 40 },
+    { "release_threshold",  K_SIZE,    F(release_threshold_pages), 0, 1ull << 46 },
+    { "reserve_pageblocks", K_UINT,    F(reserve_pageblocks),      0, 128 },
+    { "verbose",            K_UINT,    F(verbose),                 0, 9 },
+};
+
+static bool eq(const char *s, size_t n, const char *word)
+{
+    return strlen(word) == n && memcmp(s, word, n) == 0;
+}
+
+static bool parse_uint(const char *s, size_t n, uint64_t *out, bool size_suffix)
+{
+    uint64_t v = 0;
+    size_t i = 0;
+    if (n == 0)
+        return false;
+    for (; i < n && s[i] >= '0' && s[i] <= '9'; i++) {
+        if (v > (UINT64_MAX - 9) / 10)
+            return false;
+        v = v * 10 + (uint64_t)(s[i] - '0');
+    }
+    if (i == 0)
+        return false;
+    if (i < n && size_suffix) {
+        int shift;
+        switch (s[i] | 0x20) {
+        case 'k': shift = 10; break;
+        case 'm': shift = 20; break;
+        case 'g': shift = 30; break;
+        default: return false;
+        }
+        if (v > (UINT64_MAX >> shift))
+            return false;
+        v <<= shift;
+        i++;
+        if (i < n && (s[i] | 0x20) == 'b')      /* 64M or 64MB */
+            i++;
+    }
+    *out = v;
+    return i == n;
+}
+
+static void complain(const char *what, const char *k, size_t kn, const char *v, size_t vn,
+                     const char *tail)
+{
+    char scratch[256];
+    struct bm_buf b;
+    bm_buf_fd(&b, 2, scratch, sizeof scratch);
+    bm_puts(&b, "buddymalloc: BUDDYMALLOC_OPTIONS: ");
+    bm_puts(&b, what);
+    bm_puts(&b, " '");
+    for (size_t i = 0; i < kn; i++)
+        bm_putc(&b, k[i]);
+    if (v) {
+        bm_puts(&b, "=");
+        for (size_t i = 0; i < vn; i++)
+            bm_putc(&b, v[i]);
+    }
+    bm_puts(&b, "'");
+    bm_puts(&b, tail);
+    bm_putc(&b, '\n');
+    bm_buf_finish(&b);
+}
+
+static void store(struct bm_options *o, const struct opt_desc *d, uint64_t v)
+{
+    char *field = (char *)o + d->offset;
+    switch (d->width) {
+    case sizeof(int): { int x = (int)v; memcpy(field, &x, sizeof x); break; }
+    case sizeof(uint64_t): memcpy(field, &v, sizeof v); break;
+    }
+}
+
+static bool set_one(struct bm_options *o, const char *k, size_t kn, const char *v, size_t vn)
+{
+    for (size_t i = 0; i < sizeof table / sizeof table[0]; i++) {
+        const struct opt_desc *d = &table[i];
+        if (!eq(k, kn, d->name))
+            continue;
+        uint64_t x = 0;
+        bool ok = false;
+        if (!v) {
+            complain("option needs a value:", k, kn, NULL, 0, " (default kept)");
+            return false;
+        }
+        switch (d->kind) {
+        case K_UINT:
+            ok = parse_uint(v, vn, &x, false);
+            break;
+        case K_SIZE:
+            ok = parse_uint(v, vn, &x, true);
+            x >>= BM_PAGE_SHIFT;
+            break;
+        case K_MS:
+            ok = parse_uint(v, vn, &x, false) && x <= (d->max / 1000000);
+            x *= 1000000;
+            break;
+        case K_BOOL:
+            ok = true;
+            if (eq(v, vn, "1") || eq(v, vn, "on") || eq(v, vn, "true") || eq(v, vn, "yes"))
+                x = 1;
+            else if (eq(v, vn, "0") || eq(v, vn, "off") || eq(v, vn, "false") || eq(v, vn, "no"))
+                x = 0;
+            else
+                ok = false;
+            break;
+        case K_RELEASE:
+            ok = true;
+            if (eq(v, vn, "dontneed"))
+                x = BM_RELEASE_DONTNEED;
+            else if (eq(v, vn, "free"))
+                x = BM_RELEASE_FREE;
+            else if (eq(v, vn, "none") || eq(v, vn, "off"))
+                x = BM_RELEASE_NONE;
+            else
+                ok = false;
+            break;
+        }
+        if (ok && d->kind != K_MS && d->kind != K_SIZE && (x < d->min || x > d->max))
+            ok = false;
+        if (!ok) {
+            complain("bad value in", k, kn, v, vn, " (default kept)");
+            return false;
+        }
+        store(o, d, x);
+        return true;
+    }
+    complain("unknown option", k, kn, v, vn, " (ignored)");
+    return false;
+}
+
+int bm_options_parse(struct bm_options *o, const char *s)
+{
+    int errors = 0;
+    if (!s)
+        return 0;
+    while (*s) {
+        const char *end = strchr(s, ',');
+        size_t n = end ? (size_t)(end - s) : strlen(s);
+        if (n) {
+            const char *eqs = memchr(s, '=', n);
+            size_t kn = eqs ? (size_t)(eqs - s) : n;
+            const char *v = eqs ? eqs + 1 : NULL;
+            size_t vn = eqs ? n - kn - 1 : 0;
+            if (!set_one(o, s, kn, v, vn))
+                errors++;
+        }
+        s += n;
+        if (*s == ',')
+            s++;
+    }
+    return errors;
+}

@@ -1,0 +1,138 @@
+/*
+ * pages.c - the page allocator's entry points: choose the zone, try the
+ * per-CPU pageset for small orders, else the zone under its lock.
+ */
+#include <errno.h>
+
+#include "buddymalloc.h"
+#include "internal.h"
+
+static inline int gfp_migratetype(unsigned order, unsigned gfp)
+{
+    switch (gfp & BM_GFP_TYPE_MASK) {
+    case BM_GFP_SLAB:  return MIGRATE_SLAB;
+    case BM_GFP_PAGES: return MIGRATE_PAGES;
+    case BM_GFP_LARGE: return MIGRATE_LARGE;
+    default:           return order <= PCP_MAX_ORDER ? MIGRATE_PAGES : MIGRATE_LARGE;
+    }
+}
+
+/* Slow path: the zone itself. */
+BM_COLD static struct bm_page *alloc_from_zone(struct bm_zone *z, unsigned order, int mt)
+{
+    bm_mutex_lock(&z->lock);
+    struct bm_page *p = bm_rmqueue(z, order, mt);
+    bm_mutex_unlock(&z->lock);
+    if (!p) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    p->flags = PG_alloc;
+    p->mt = (uint8_t)mt;
+    return p;
+}
+
+struct bm_page *bm_alloc_block(unsigned order, int mt, unsigned gfp)
+{
+    bm_ensure_init();
+    struct bm_zone *z = bm_local_zone();
+    if (order <= PCP_MAX_ORDER && !(gfp & BM_GFP_NOPCP) && likely(z->pcp)) {
+        struct bm_page *p = bm_pcp_alloc(z, order, mt);
+        if (likely(p))
+            return p;
+    }
+    return alloc_from_zone(z, order, mt);
+}
+
+void bm_free_block(struct bm_page *p, unsigned order)
+{
+    struct bm_zone *z = page_zone(p);
+    if (order <= PCP_MAX_ORDER && p->mt < MIGRATE_PCPTYPES && likely(z->pcp) &&
+        likely(bm_pcp_free(z, p, order)))
+        return;
+    bm_mutex_lock(&z->lock);
+    p->flags = 0;
+    bm_free_one_page(z, p, order);
+    bm_release_maybe(z);
+    bm_mutex_unlock(&z->lock);
+}
+
+BM_API void *bm_alloc_pages(unsigned order, unsigned gfp)
+{
+    if (unlikely(order >= MAX_ORDER)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    struct bm_page *p = bm_alloc_block(order, gfp_migratetype(order, gfp), gfp);
+    return p ? page_to_addr(p) : NULL;
+}
+
+/* The descriptor of an allocated block starting at addr, or NULL with *why
+ * set. Reads no tail descriptor: flags live only on block heads. */
+static struct bm_page *lookup_block(const void *addr, const char **why)
+{
+    uintptr_t a = (uintptr_t)addr;
+    if ((a & (BM_PAGE_SIZE - 1)) || !bm_addr_in_region(a)) {
+        *why = "not a page block allocated by buddymalloc";
+        return NULL;
+    }
+    struct bm_page *p = addr_to_page(a);
+    unsigned long idx = page_index(p);
+    if (idx < REGION_FIRST_PAGE || idx >= page_region(p)->fresh_next) {
+        *why = "not a page block allocated by buddymalloc";
+        return NULL;
+    }
+    if ((p->flags & (PG_alloc | PG_internal)) != PG_alloc) {
+        *why = (p->flags & (PG_buddy | PG_pcp)) ? "double free (block is already free)"
+                                                : "not the start of an allocated block";
+        return NULL;
+    }
+    return p;
+}
+
+BM_API void bm_free_pages(void *addr, unsigned order)
+{
+    if (!addr)
+        return;
+    const char *why;
+    struct bm_page *p = lookup_block(addr, &why);
+    if (unlikely(!p))
+        bm_fatal_bad_pointer("bm_free_pages", addr, why);
+    if (unlikely(p->order != order))
+        bm_fatal_bad_pointer("bm_free_pages", addr,
+                             "order differs from the order the block was allocated with");
+    bm_free_block(p, order);
+}
+
+BM_API int bm_pages_order(const void *addr)
+{
+    const char *why;
+    if (!addr || !atomic_load_explicit(&bm_g.initialised, memory_order_acquire))
+        return -1;
+    struct bm_page *p = lookup_block(addr, &why);
+    return p ? p->order : -1;
+}
+
+BM_API int bm_max_order(void) { return MAX_ORDER; }
+BM_API int bm_pageblock_order(void) { return pageblock_order; }
+
+BM_API void bm_drain_pagesets(void)
+{
+    bm_ensure_init();
+    for (int n = 0; n < bm_g.nr_nodes; n++)
+        bm_pcp_drain_zone(&bm_g.zones[n]);
+}
+
+BM_API int bm_trim(size_t pad)
+{
+    bm_ensure_init();
+    unsigned long released = 0;
+    for (int n = 0; n < bm_g.nr_nodes; n++) {
+        struct bm_zone *z = &bm_g.zones[n];
+        bm_pcp_drain_zone(z);
+        bm_mutex_lock(&z->lock);
+        released += bm_release_zone(z, pad >> BM_PAGE_SHIFT);
+        bm_mutex_unlock(&z->lock);
+    }
+    return released != 0;
+}

@@ -1,0 +1,181 @@
+/*
+ * pcp.c - per-CPU pagesets (the kernel's struct per_cpu_pages and
+ * rmqueue_pcplist / free_unref_page): small-order blocks are taken from and
+ * given back to a list of the current CPU, so most page allocations touch
+ * no zone lock. Lists are refilled and drained `batch` pages at a time under
+ * the zone lock; a free that brings `count` to `high` drains.
+ *
+ * Locking: a pageset is guarded by its own spinlock, only ever try-locked on
+ * the hot path. A thread preempted or migrated between reading its CPU and
+ * taking the lock stays correct: it either gets that CPU's lock (and works
+ * on that list, just not the nearest one) or misses and goes to the zone.
+ * Lock order: pageset, then zone.
+ *
+ * Invariants: pcp->count is the number of pages (not blocks) on its lists;
+ * every block on a list has PG_pcp, the list's order, and mt equal to the
+ * list's migrate type.
+ */
+#include "internal.h"
+
+static inline unsigned pindex(unsigned order, int mt)
+{
+    return order * MIGRATE_PCPTYPES + (unsigned)mt;
+}
+
+static inline struct bm_pcp *this_pcp(struct bm_zone *z)
+{
+    return &z->pcp[bm_cpu()];
+}
+
+/*
+ * Sizes as the kernel's zone_batchsize(): a quarter of the zone's pages per
+ * 1024, at most 1 MiB, rounded down to 2^n - 1 so that consecutive refills do
+ * not alias in the cache; high = 6 * batch (the kernel's classic ratio).
+ * Options pcp_batch / pcp_high override either.
+ */
+void bm_pcp_update_sizes(struct bm_zone *z)
+{
+    unsigned long batch = z->managed_pages / 1024;
+    if (batch > (1UL << 20) / BM_PAGE_SIZE)
+        batch = (1UL << 20) / BM_PAGE_SIZE;
+    batch /= 4;
+    if (batch < 1)
+        batch = 1;
+    batch += batch / 2;
+    batch = (1UL << (63 - __builtin_clzl(batch))) - 1;
+    if (batch < 1)
+        batch = 1;
+    int b = bm_g.opt.pcp_batch > 0 ? bm_g.opt.pcp_batch : (int)batch;
+    int h = bm_g.opt.pcp_high > 0 ? bm_g.opt.pcp_high : 6 * b;
+    if (h < b)
+        h = b;
+    __atomic_store_n(&z->pcp_batch, b, __ATOMIC_RELAXED);
+    __atomic_store_n(&z->pcp_high, h, __ATOMIC_RELAXED);
+}
+
+/* The pagesets of a zone live in the zone's own memory (SLAB type, marked
+ * internal), one cache line aligned struct per possible CPU. Zone locked. */
+void bm_pcp_setup(struct bm_zone *z)
+{
+    size_t bytes = (size_t)bm_g.nr_cpus * sizeof(struct bm_pcp);
+    unsigned order = 0;
+    while ((BM_PAGE_SIZE << order) < bytes && order < MAX_ORDER - 1)
+        order++;
+    if ((BM_PAGE_SIZE << order) < bytes)
+        return;                                 /* absurd CPU count: no pcp */
+    struct bm_page *p = bm_rmqueue(z, order, MIGRATE_SLAB);
+    if (!p)
+        return;
+    p->flags = PG_alloc | PG_internal;
+    p->mt = MIGRATE_SLAB;
+    struct bm_pcp *pcp = page_to_addr(p);
+    for (int c = 0; c < bm_g.nr_cpus; c++) {
+        atomic_store_explicit(&pcp[c].lock.v, 0, memory_order_relaxed);
+        pcp[c].count = 0;
+        pcp[c].drain_rr = 0;
+        for (unsigned i = 0; i < NR_PCP_LISTS; i++)
+            list_init(&pcp[c].lists[i]);
+    }
+    bm_pcp_update_sizes(z);
+    __atomic_store_n(&z->pcp, pcp, __ATOMIC_RELEASE);
+}
+
+/*
+ * Give `pages` pages (at least) of the pageset back to the buddy, coldest
+ * first, round-robin over the lists (the kernel's free_pcppages_bulk). Called
+ * with the pageset lock held; takes the zone lock.
+ */
+static void free_pcppages_bulk(struct bm_zone *z, struct bm_pcp *pcp, int pages)
+{
+    bm_mutex_lock(&z->lock);
+    while (pages > 0 && pcp->count > 0) {
+        struct bm_list *l;
+        unsigned i;
+        do {
+            i = pcp->drain_rr++ % NR_PCP_LISTS;
+            l = &pcp->lists[i];
+        } while (list_empty(l));
+        struct bm_page *p = lru_to_page(l->prev);
+        unsigned order = i / MIGRATE_PCPTYPES;
+        list_del(&p->lru);
+        pcp->count -= 1 << order;
+        pages -= 1 << order;
+        p->flags = 0;
+        bm_free_one_page(z, p, order);
+    }
+    bm_release_maybe(z);
+    bm_mutex_unlock(&z->lock);
+}
+
+/* Out-of-line: the list was empty, take a batch from the buddy. */
+BM_COLD static bool pcp_refill(struct bm_zone *z, struct bm_pcp *pcp, unsigned order,
+                               int mt, struct bm_list *l)
+{
+    int batch = __atomic_load_n(&z->pcp_batch, __ATOMIC_RELAXED);
+    int n = order ? batch >> order : batch;
+    if (n < 2)
+        n = 2;
+    bm_mutex_lock(&z->lock);
+    int got = bm_rmqueue_bulk(z, order, n, mt, l);
+    bm_mutex_unlock(&z->lock);
+    pcp->count += got << order;
+    pcp->alloc_refill++;
+    return got > 0;
+}
+
+/* NULL when the pageset is busy (the caller goes to the zone) or empty and
+ * the zone has nothing. */
+struct bm_page *bm_pcp_alloc(struct bm_zone *z, unsigned order, int mt)
+{
+    struct bm_pcp *pcp = this_pcp(z);
+    if (unlikely(!bm_spin_trylock(&pcp->lock))) {
+        __atomic_fetch_add(&pcp->lock_miss, 1, __ATOMIC_RELAXED);
+        return NULL;
+    }
+    struct bm_list *l = &pcp->lists[pindex(order, mt)];
+    if (unlikely(list_empty(l)) && !pcp_refill(z, pcp, order, mt, l)) {
+        bm_spin_unlock(&pcp->lock);
+        return NULL;
+    }
+    struct bm_page *p = lru_to_page(l->next);
+    list_del(&p->lru);
+    pcp->count -= 1 << order;
+    pcp->alloc_hit++;
+    bm_spin_unlock(&pcp->lock);
+    p->flags = PG_alloc;
+    return p;
+}
+
+/* false when the pageset is busy: the caller frees to the zone. */
+bool bm_pcp_free(struct bm_zone *z, struct bm_page *p, unsigned order)
+{
+    struct bm_pcp *pcp = this_pcp(z);
+    if (unlikely(!bm_spin_trylock(&pcp->lock))) {
+        __atomic_fetch_add(&pcp->lock_miss, 1, __ATOMIC_RELAXED);
+        return false;
+    }
+    p->flags = PG_pcp;
+    list_add(&pcp->lists[pindex(order, p->mt)], &p->lru);
+    pcp->count += 1 << order;
+    pcp->free_hit++;
+    if (unlikely(pcp->count >= __atomic_load_n(&z->pcp_high, __ATOMIC_RELAXED))) {
+        pcp->free_drain++;
+        free_pcppages_bulk(z, pcp, __atomic_load_n(&z->pcp_batch, __ATOMIC_RELAXED));
+    }
+    bm_spin_unlock(&pcp->lock);
+    return true;
+}
+
+/* Empty every pageset of the zone into the buddy (trim, tests). */
+void bm_pcp_drain_zone(struct bm_zone *z)
+{
+    if (!z->pcp)
+        return;
+    for (int c = 0; c < bm_g.nr_cpus; c++) {
+        struct bm_pcp *pcp = &z->pcp[c];
+        bm_spin_lock(&pcp->lock);
+        if (pcp->count)
+            free_pcppages_bulk(z, pcp, pcp->count);
+        bm_spin_unlock(&pcp->lock);
+    }
+}

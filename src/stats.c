@@ -1,0 +1,327 @@
+/*
+ * stats.c - introspection in the kernel's formats (/proc/buddyinfo,
+ * /proc/pagetypeinfo, debugfs extfrag_index, the pagesets of
+ * /proc/zoneinfo) and the counters behind them. A snapshot is taken under
+ * the zone lock and formatted afterwards, so printing never holds a lock.
+ */
+#include <string.h>
+
+#include "buddymalloc.h"
+#include "fmt.h"
+#include "internal.h"
+
+_Static_assert(MAX_ORDER <= BM_MAX_ORDERS, "BM_MAX_ORDERS too small");
+_Static_assert(MIGRATE_TYPES == BM_MIGRATE_TYPES, "BM_MIGRATE_TYPES out of date");
+
+static const char *const mt_names[MIGRATE_TYPES] = {
+    [MIGRATE_SLAB] = "Slab",
+    [MIGRATE_PAGES] = "Pages",
+    [MIGRATE_LARGE] = "Large",
+    [MIGRATE_RESERVE] = "Reserve",
+};
+
+BM_API const char *bm_migratetype_name(int mt)
+{
+    return mt >= 0 && mt < MIGRATE_TYPES ? mt_names[mt] : "?";
+}
+
+static void snapshot(struct bm_zone *z, struct bm_zone_stats *s)
+{
+    memset(s, 0, sizeof *s);
+    s->node = z->node;
+    bm_mutex_lock(&z->lock);
+    s->regions = z->nr_regions;
+    s->managed_pages = z->managed_pages;
+    s->fresh_blocks = z->nr_fresh_blocks;
+    s->free_pages = z->nr_free_pages + z->nr_fresh_blocks * MAX_ORDER_NR_PAGES;
+    s->returned_pages = z->nr_returned_pages;
+    s->resident_pages = z->managed_pages - z->nr_returned_pages;
+    s->dirty_pages = z->nr_dirty_pages;
+    for (unsigned o = 0; o < MAX_ORDER; o++) {
+        s->nr_free[o] = z->free_area[o].nr_free;
+        for (int mt = 0; mt < MIGRATE_TYPES; mt++) {
+            const struct bm_list *h = &z->free_area[o].free_list[mt];
+            for (const struct bm_list *l = h->next; l != h; l = l->next)
+                s->nr_free_type[mt][o]++;
+        }
+        s->alloc[o] = z->c.alloc[o];
+    }
+    /* Fresh blocks are free max-order blocks of their pageblocks' type. */
+    for (struct bm_region *r = z->regions; r; r = r->next) {
+        for (unsigned long pb = REGION_FIRST_PAGE >> pageblock_order;
+             pb < REGION_PAGEBLOCKS; pb++)
+            s->pageblocks[r->pb_mt[pb]]++;
+        for (unsigned long i = r->fresh_next; i < REGION_PAGES; i += MAX_ORDER_NR_PAGES)
+            s->nr_free_type[r->pb_mt[i >> pageblock_order]][MAX_ORDER - 1]++;
+    }
+    s->nr_free[MAX_ORDER - 1] += z->nr_fresh_blocks;
+    memcpy(s->fallback, z->c.fallback, sizeof s->fallback);
+    memcpy(s->claimed, z->c.claimed, sizeof s->claimed);
+    s->reserve_used = z->c.reserve_used;
+    s->fresh_carved = z->c.fresh_carved;
+    s->release_calls = z->c.release_calls;
+    s->released_pages = z->c.released_pages;
+    s->enomem = z->c.enomem;
+    bm_mutex_unlock(&z->lock);
+
+    /* Pageset counters are read without their locks: a statistic. */
+    if (z->pcp) {
+        for (int c = 0; c < bm_g.nr_cpus; c++) {
+            const struct bm_pcp *p = &z->pcp[c];
+            s->pcp_pages += (unsigned long)__atomic_load_n(&p->count, __ATOMIC_RELAXED);
+            s->pcp_alloc_hit += __atomic_load_n(&p->alloc_hit, __ATOMIC_RELAXED);
+            s->pcp_refill += __atomic_load_n(&p->alloc_refill, __ATOMIC_RELAXED);
+            s->pcp_free_hit += __atomic_load_n(&p->free_hit, __ATOMIC_RELAXED);
+            s->pcp_drain += __atomic_load_n(&p->free_drain, __ATOMIC_RELAXED);
+            s->pcp_lock_miss += __atomic_load_n(&p->lock_miss, __ATOMIC_RELAXED);
+        }
+    }
+}
+
+BM_API int bm_nr_zones(void)
+{
+    bm_ensure_init();
+    return bm_g.nr_nodes;
+}
+
+BM_API int bm_zone_stats(int n, struct bm_zone_stats *out)
+{
+    bm_ensure_init();
+    if (n < 0 || n >= bm_g.nr_nodes)
+        return -1;
+    snapshot(&bm_g.zones[n], out);
+    return 0;
+}
+
+static void zone_prefix(struct bm_buf *b, int node)
+{
+    bm_puts(b, "Node ");
+    bm_puti(b, node, 0);
+    bm_puts(b, ", zone   Normal ");
+}
+
+static void write_buddyinfo(struct bm_buf *b, const struct bm_zone_stats *s)
+{
+    zone_prefix(b, s->node);
+    for (unsigned o = 0; o < MAX_ORDER; o++) {
+        bm_putu(b, s->nr_free[o], 6);
+        bm_putc(b, ' ');
+    }
+    bm_putc(b, '\n');
+}
+
+static void write_pagetypeinfo_free(struct bm_buf *b, const struct bm_zone_stats *s)
+{
+    for (int mt = 0; mt < MIGRATE_TYPES; mt++) {
+        bm_puts(b, "Node ");
+        bm_puti(b, s->node, 4);
+        bm_puts(b, ", zone   Normal, type ");
+        bm_putsw(b, mt_names[mt], 12);
+        bm_putc(b, ' ');
+        for (unsigned o = 0; o < MAX_ORDER; o++) {
+            bm_putu(b, s->nr_free_type[mt][o], 6);
+            bm_putc(b, ' ');
+        }
+        bm_putc(b, '\n');
+    }
+}
+
+static void write_pagetypeinfo_blocks(struct bm_buf *b, const struct bm_zone_stats *s)
+{
+    zone_prefix(b, s->node);
+    for (int mt = 0; mt < MIGRATE_TYPES; mt++) {
+        bm_putu(b, s->pageblocks[mt], 12);
+        bm_putc(b, ' ');
+    }
+    bm_putc(b, '\n');
+}
+
+/* The kernel's __fragmentation_index(), in thousandths. */
+static int64_t extfrag(const struct bm_zone_stats *s, unsigned order)
+{
+    uint64_t total = 0, pages = 0, suitable = 0;
+    for (unsigned o = 0; o < MAX_ORDER; o++) {
+        total += s->nr_free[o];
+        pages += (uint64_t)s->nr_free[o] << o;
+        if (o >= order)
+            suitable += (uint64_t)s->nr_free[o] << (o - order);
+    }
+    if (!total)
+        return 0;
+    if (suitable)
+        return -1000;
+    return 1000 - (int64_t)((1000 + pages * 1000 / (1ULL << order)) / total);
+}
+
+static void write_extfrag(struct bm_buf *b, const struct bm_zone_stats *s)
+{
+    zone_prefix(b, s->node);
+    for (unsigned o = 0; o < MAX_ORDER; o++) {
+        bm_putmilli(b, extfrag(s, o), 6);
+        bm_putc(b, ' ');
+    }
+    bm_putc(b, '\n');
+}
+
+static void each_zone(struct bm_buf *b, void (*fn)(struct bm_buf *, const struct bm_zone_stats *))
+{
+    for (int n = 0; n < bm_g.nr_nodes; n++) {
+        struct bm_zone_stats s;
+        snapshot(&bm_g.zones[n], &s);
+        fn(b, &s);
+    }
+}
+
+static void buddyinfo(struct bm_buf *b) { each_zone(b, write_buddyinfo); }
+
+static void pagetypeinfo(struct bm_buf *b)
+{
+    bm_puts(b, "Page block order: ");
+    bm_putu(b, pageblock_order, 0);
+    bm_puts(b, "\nPages per block:  ");
+    bm_putu(b, pageblock_nr_pages, 0);
+    bm_puts(b, "\n\n");
+    bm_putsw(b, "Free pages count per migrate type at order", -43);
+    bm_putc(b, ' ');
+    for (unsigned o = 0; o < MAX_ORDER; o++) {
+        bm_putu(b, o, 6);
+        bm_putc(b, ' ');
+    }
+    bm_putc(b, '\n');
+    each_zone(b, write_pagetypeinfo_free);
+    bm_putc(b, '\n');
+    bm_putsw(b, "Number of blocks type ", -23);
+    for (int mt = 0; mt < MIGRATE_TYPES; mt++) {
+        bm_putsw(b, mt_names[mt], 12);
+        bm_putc(b, ' ');
+    }
+    bm_putc(b, '\n');
+    each_zone(b, write_pagetypeinfo_blocks);
+}
+
+static void extfrag_index(struct bm_buf *b) { each_zone(b, write_extfrag); }
+
+static void pagesetinfo(struct bm_buf *b)
+{
+    for (int n = 0; n < bm_g.nr_nodes; n++) {
+        struct bm_zone *z = &bm_g.zones[n];
+        bm_puts(b, "Node ");
+        bm_puti(b, n, 0);
+        bm_puts(b, ", zone   Normal  pagesets  high: ");
+        bm_puti(b, __atomic_load_n(&z->pcp_high, __ATOMIC_RELAXED), 0);
+        bm_puts(b, "  batch: ");
+        bm_puti(b, __atomic_load_n(&z->pcp_batch, __ATOMIC_RELAXED), 0);
+        bm_putc(b, '\n');
+        if (!z->pcp) {
+            bm_puts(b, "    (pagesets disabled)\n");
+            continue;
+        }
+        for (int c = 0; c < bm_g.nr_cpus; c++) {
+            const struct bm_pcp *p = &z->pcp[c];
+            uint64_t hits = __atomic_load_n(&p->alloc_hit, __ATOMIC_RELAXED) +
+                            __atomic_load_n(&p->free_hit, __ATOMIC_RELAXED);
+            int count = __atomic_load_n(&p->count, __ATOMIC_RELAXED);
+            if (!hits && !count)
+                continue;
+            bm_puts(b, "    cpu: ");
+            bm_puti(b, c, 3);
+            bm_puts(b, "  count: ");
+            bm_puti(b, count, 5);
+            bm_puts(b, "  alloc: ");
+            bm_putu(b, __atomic_load_n(&p->alloc_hit, __ATOMIC_RELAXED), 10);
+            bm_puts(b, "  refill: ");
+            bm_putu(b, __atomic_load_n(&p->alloc_refill, __ATOMIC_RELAXED), 8);
+            bm_puts(b, "  free: ");
+            bm_putu(b, __atomic_load_n(&p->free_hit, __ATOMIC_RELAXED), 10);
+            bm_puts(b, "  drain: ");
+            bm_putu(b, __atomic_load_n(&p->free_drain, __ATOMIC_RELAXED), 8);
+            bm_puts(b, "  busy: ");
+            bm_putu(b, __atomic_load_n(&p->lock_miss, __ATOMIC_RELAXED), 6);
+            bm_putc(b, '\n');
+        }
+    }
+}
+
+static void kv(struct bm_buf *b, const char *k, uint64_t v, const char *unit)
+{
+    bm_puts(b, "  ");
+    bm_putsw(b, k, -22);
+    bm_putu(b, v, 14);
+    bm_puts(b, unit);
+    bm_putc(b, '\n');
+}
+
+static void counters(struct bm_buf *b)
+{
+    for (int n = 0; n < bm_g.nr_nodes; n++) {
+        struct bm_zone_stats s;
+        snapshot(&bm_g.zones[n], &s);
+        bm_puts(b, "Node ");
+        bm_puti(b, n, 0);
+        bm_puts(b, ", zone   Normal\n");
+        kv(b, "regions", s.regions, "");
+        kv(b, "managed", s.managed_pages, " pages");
+        kv(b, "free", s.free_pages, " pages");
+        kv(b, "  of which fresh", s.fresh_blocks * MAX_ORDER_NR_PAGES, " pages");
+        kv(b, "on pagesets", s.pcp_pages, " pages");
+        kv(b, "resident (bound)", s.resident_pages, " pages");
+        kv(b, "returned/untouched", s.returned_pages, " pages");
+        kv(b, "free, awaiting release", s.dirty_pages, " pages");
+        kv(b, "released (total)", s.released_pages, " pages");
+        kv(b, "madvise calls", s.release_calls, "");
+        kv(b, "fresh blocks carved", s.fresh_carved, "");
+        for (int mt = 0; mt < MIGRATE_PCPTYPES; mt++) {
+            char k[40];
+            struct bm_buf kb;
+            bm_buf_mem(&kb, k, sizeof k);
+            bm_puts(&kb, "fallback ");
+            bm_puts(&kb, mt_names[mt]);
+            kv(b, k, s.fallback[mt], "");
+            bm_buf_mem(&kb, k, sizeof k);
+            bm_puts(&kb, "claimed by ");
+            bm_puts(&kb, mt_names[mt]);
+            kv(b, k, s.claimed[mt], " pageblocks");
+        }
+        kv(b, "reserve used", s.reserve_used, "");
+        kv(b, "out of memory", s.enomem, "");
+        bm_puts(b, "  allocations per order  ");
+        for (unsigned o = 0; o < MAX_ORDER; o++) {
+            bm_putc(b, ' ');
+            bm_putu(b, s.alloc[o], 0);
+        }
+        bm_putc(b, '\n');
+    }
+}
+
+static size_t to_mem(void (*fn)(struct bm_buf *), char *buf, size_t size)
+{
+    struct bm_buf b;
+    bm_ensure_init();
+    bm_buf_mem(&b, buf, size);
+    fn(&b);
+    return bm_buf_finish(&b);
+}
+
+BM_API size_t bm_buddyinfo(char *buf, size_t size) { return to_mem(buddyinfo, buf, size); }
+BM_API size_t bm_pagetypeinfo(char *buf, size_t size) { return to_mem(pagetypeinfo, buf, size); }
+BM_API size_t bm_extfrag_index(char *buf, size_t size) { return to_mem(extfrag_index, buf, size); }
+BM_API size_t bm_pagesetinfo(char *buf, size_t size) { return to_mem(pagesetinfo, buf, size); }
+
+BM_API void bm_stats_fd(int fd)
+{
+    char scratch[1024];
+    struct bm_buf b;
+    bm_ensure_init();
+    bm_buf_fd(&b, fd, scratch, sizeof scratch);
+    bm_puts(&b, "=== buddymalloc " BM_VERSION " ===\n--- buddyinfo ---\n");
+    buddyinfo(&b);
+    bm_puts(&b, "--- pagetypeinfo ---\n");
+    pagetypeinfo(&b);
+    bm_puts(&b, "--- extfrag_index ---\n");
+    extfrag_index(&b);
+    bm_puts(&b, "--- pagesets ---\n");
+    pagesetinfo(&b);
+    bm_puts(&b, "--- zone counters ---\n");
+    counters(&b);
+    bm_buf_finish(&b);
+}

@@ -1,0 +1,240 @@
+/*
+ * types.h - every internal type and constant of buddymalloc in one place.
+ *
+ * The picture (docs/design.md has the long version):
+ *
+ *   region  : 2^BM_REGION_SHIFT bytes reserved from the OS, aligned to its size.
+ *             Its first pages hold the region header and the mem_map: one
+ *             struct bm_page (64 bytes) per 4 KiB page of the region, so the
+ *             descriptor of any address is  base + ((addr - base) >> 12) * 64.
+ *   zone    : one per NUMA node; owns regions, free_area[BM_MAX_ORDER] with a
+ *             free list per migrate type, and one per_cpu_pages per CPU.
+ *   pageblock: 2^BM_PAGEBLOCK_ORDER pages; the unit that has a migrate type and
+ *             the unit that is returned to the OS.
+ */
+#ifndef BM_TYPES_H
+#define BM_TYPES_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "bm_config.h"
+
+#define likely(x)   __builtin_expect(!!(x), 1)
+#define unlikely(x) __builtin_expect(!!(x), 0)
+#define BM_API      __attribute__((visibility("default")))
+#define BM_COLD     __attribute__((cold, noinline))
+#define BM_CACHELINE 64
+
+/* ---- geometry -------------------------------------------------------- */
+
+#define BM_PAGE_SHIFT        12
+#define BM_PAGE_SIZE         (1UL << BM_PAGE_SHIFT)
+#define MAX_ORDER            BM_MAX_ORDER
+#define MAX_ORDER_NR_PAGES   (1UL << (MAX_ORDER - 1))
+#define pageblock_order      BM_PAGEBLOCK_ORDER
+#define pageblock_nr_pages   (1UL << pageblock_order)
+#define PCP_MAX_ORDER        BM_PCP_MAX_ORDER
+
+#define REGION_SHIFT         BM_REGION_SHIFT
+#define REGION_SIZE          (1UL << REGION_SHIFT)
+#define REGION_MASK          (REGION_SIZE - 1)
+#define REGION_PAGES         (REGION_SIZE >> BM_PAGE_SHIFT)
+#define REGION_PAGEBLOCKS    (REGION_PAGES >> pageblock_order)
+/* Bytes of mem_map, and the first page index usable for blocks: the mem_map
+ * (which also holds the region header) rounded up to a max-order block, so
+ * every buddy pair of a region lies wholly inside its usable part. */
+#define REGION_MEMMAP_BYTES  (REGION_PAGES * sizeof(struct bm_page))
+#define REGION_FIRST_PAGE                                                     \
+    ((((REGION_MEMMAP_BYTES + BM_PAGE_SIZE - 1) >> BM_PAGE_SHIFT) +           \
+      MAX_ORDER_NR_PAGES - 1) & ~(MAX_ORDER_NR_PAGES - 1))
+
+_Static_assert(MAX_ORDER - 1 - pageblock_order <= 7,
+               "a max-order block spans at most 128 pageblocks");
+
+/* User space addresses on x86_64 are below 2^47 (the kernel never returns a
+ * higher one to an mmap without a hint above it). */
+#define BM_VA_BITS           47
+#define REGION_MAP_BITS      (1UL << (BM_VA_BITS - REGION_SHIFT))
+
+/* ---- migrate types ----------------------------------------------------- *
+ * What "mobility" means in a process (docs/design.md#migrate-types): nothing
+ * can be moved, but blocks differ in how long they pin a pageblock.
+ *   SLAB    pages cut into small objects: one live object pins the page, the
+ *           kernel's UNMOVABLE. Grouped so they do not pepper every pageblock.
+ *   PAGES   page-sized user allocations (orders 0..PCP_MAX_ORDER), short
+ *           lived and the bulk of traffic: the kernel's MOVABLE.
+ *   LARGE   multi-page user allocations above the pagesets; freed whole,
+ *           like the kernel's RECLAIMABLE.
+ *   RESERVE a pageblock per zone used only when every other type is out and
+ *           no region can be added; like the kernel's old MIGRATE_RESERVE it
+ *           keeps one contiguous 2 MiB block for the last large request.
+ */
+enum bm_migratetype {
+    MIGRATE_SLAB,
+    MIGRATE_PAGES,
+    MIGRATE_LARGE,
+    MIGRATE_PCPTYPES,               /* number of types on the pagesets */
+    MIGRATE_RESERVE = MIGRATE_PCPTYPES,
+    MIGRATE_TYPES
+};
+
+/* ---- doubly linked list (O(1) insert/remove, as the kernel's list_head) --- */
+
+struct bm_list {
+    struct bm_list *next, *prev;
+};
+
+/* ---- page descriptor (the kernel's struct page) -------------------------- *
+ * Invariant: flags are non-zero only on the head descriptor of a block that
+ * is free in the buddy (PG_buddy), on a pageset list (PG_pcp), handed out
+ * (PG_alloc) or isolated while being returned to the OS (PG_isolated).
+ * Tail descriptors are never read or written, so the mem_map is faulted in
+ * only where blocks begin.
+ */
+enum {
+    PG_buddy    = 1u << 0,  /* head of a free block in free_area[order]      */
+    PG_pcp      = 1u << 1,  /* on a per-CPU pageset list                       */
+    PG_alloc    = 1u << 2,  /* head of an allocated block                      */
+    PG_isolated = 1u << 3,  /* taken off the free lists while madvise runs     */
+    PG_dirty    = 1u << 4,  /* PG_buddy block >= pageblock order, on dirty_list */
+    PG_internal = 1u << 5,  /* allocated for the allocator's own metadata      */
+};
+
+struct bm_page {
+    struct bm_list lru;     /* free_list / pcp list link                     */
+    uint16_t flags;
+    uint8_t  order;         /* block order, valid on heads                   */
+    uint8_t  mt;            /* migrate type asked for when allocated/on pcp  */
+    uint16_t node;
+    uint16_t _pad;
+    struct bm_list dirty;   /* zone->dirty_list link (PG_dirty blocks)       */
+    uint64_t freed_ns;      /* when a PG_dirty block became free             */
+    uintptr_t priv[2];      /* room for the slab layer                       */
+};
+_Static_assert(sizeof(struct bm_page) == 64, "struct bm_page is one cache line");
+
+/* ---- region ------------------------------------------------------------- *
+ * The header lives at the region base, in space that would hold the
+ * descriptors of the mem_map's own pages (which are never used).
+ */
+#define BM_REGION_MAGIC 0x6275646479726731ULL   /* "buddyrg1" */
+
+struct bm_zone;
+
+struct bm_region {
+    uint64_t magic;
+    struct bm_zone *zone;
+    struct bm_region *next;         /* zone->regions, newest first           */
+    uintptr_t base;
+    uint32_t fresh_next;            /* next page index never handed to the
+                                     * buddy (deferred init, a multiple of
+                                     * MAX_ORDER_NR_PAGES); REGION_PAGES when
+                                     * the region is fully carved            */
+    uint32_t index;                 /* creation order, for reports            */
+    uint8_t  pb_mt[REGION_PAGEBLOCKS];              /* pageblock migrate type */
+    uint64_t pb_returned[(REGION_PAGEBLOCKS + 63) / 64]; /* 1 = not resident */
+};
+_Static_assert(sizeof(struct bm_region) <= REGION_FIRST_PAGE * sizeof(struct bm_page),
+               "region header must fit in the mem_map's unused descriptors");
+
+/* ---- locks ----------------------------------------------------------- */
+
+typedef struct { _Atomic int v; } bm_mutex_t;     /* futex mutex: zones      */
+typedef struct { _Atomic int v; } bm_spinlock_t;  /* trylock-mostly: pagesets */
+
+/* ---- per-CPU pagesets (the kernel's struct per_cpu_pages) ----------------- */
+
+#define NR_PCP_LISTS (MIGRATE_PCPTYPES * (PCP_MAX_ORDER + 1))
+
+struct bm_pcp {
+    bm_spinlock_t lock;
+    int count;                      /* pages on all lists                    */
+    int high;                       /* drain when count >= high              */
+    int batch;                      /* pages moved per refill / drain        */
+    unsigned drain_rr;              /* round-robin list index for drains     */
+    uint64_t alloc_hit, alloc_refill, free_hit, free_drain, lock_miss;
+    struct bm_list lists[NR_PCP_LISTS];
+} __attribute__((aligned(BM_CACHELINE)));
+
+/* ---- zone ------------------------------------------------------------- */
+
+struct bm_free_area {
+    struct bm_list free_list[MIGRATE_TYPES];
+    unsigned long nr_free;          /* blocks of this order on all lists     */
+};
+
+struct bm_zone_counters {
+    uint64_t alloc[MAX_ORDER];      /* blocks handed out by the buddy         */
+    uint64_t fallback[MIGRATE_TYPES];   /* served from another type's block  */
+    uint64_t claimed[MIGRATE_TYPES];    /* pageblocks taken over by a type   */
+    uint64_t reserve_used;
+    uint64_t fresh_carved;          /* max-order blocks taken from regions   */
+    uint64_t release_calls;         /* madvise calls that returned memory    */
+    uint64_t released_pages;        /* pages returned to the OS, cumulative  */
+    uint64_t reused_pages;          /* returned pages that came back into use */
+    uint64_t enomem;                /* allocations that found nothing        */
+};
+
+struct bm_zone {
+    bm_mutex_t lock;
+    int node;
+    bool initialised;
+    /* nonempty[mt] bit o: free_area[o].free_list[mt] is not empty */
+    uint32_t nonempty[MIGRATE_TYPES];
+    struct bm_free_area free_area[MAX_ORDER];
+
+    struct bm_region *regions;      /* all regions of this zone              */
+    struct bm_region *fresh;        /* a region with uncarved blocks, if any */
+    unsigned long nr_regions;
+    unsigned long managed_pages;    /* usable pages in all regions           */
+    unsigned long nr_free_pages;    /* on the free lists (not fresh)         */
+    unsigned long nr_fresh_blocks;  /* max-order blocks never carved         */
+    unsigned long nr_isolated;      /* pages off the lists during release    */
+    unsigned long nr_reserve_blocks;
+
+    /* return to the OS (release.c) */
+    struct bm_list dirty_list;      /* free, resident blocks >= pageblock order,
+                                     * newest at the head                    */
+    unsigned long nr_dirty_pages;
+    unsigned long nr_returned_pages;    /* pages in returned pageblocks      */
+
+    struct bm_zone_counters c;
+
+    /* per-CPU pagesets, nr_cpus of them, allocated from the zone itself */
+    struct bm_pcp *pcp;
+    int pcp_high, pcp_batch;
+} __attribute__((aligned(BM_CACHELINE)));
+
+/* ---- options (options.c) ----------------------------------------------- */
+
+enum bm_release_mode { BM_RELEASE_DONTNEED, BM_RELEASE_FREE, BM_RELEASE_NONE };
+
+struct bm_options {
+    unsigned long max_regions;      /* regions per process                   */
+    int pcp_enabled;
+    int pcp_high, pcp_batch;        /* 0 = scale with the zone (kernel rule) */
+    int release_mode;               /* enum bm_release_mode                  */
+    uint64_t release_delay_ns;      /* free this long before release         */
+    unsigned long release_threshold_pages; /* or when this many are free     */
+    int reserve_pageblocks;         /* RESERVE pageblocks per zone           */
+    int verbose;
+};
+
+/* ---- global state (init.c) --------------------------------------------- */
+
+struct bm_global {
+    _Atomic int initialised;
+    int nr_cpus;
+    int nr_nodes;
+    bool rseq_ok;
+    _Atomic unsigned long nr_regions;
+    struct bm_options opt;
+    struct bm_zone zones[BM_MAX_NODES];
+};
+
+extern struct bm_global bm_g;
+
+#endif /* BM_TYPES_H */

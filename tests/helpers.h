@@ -1,0 +1,66 @@
+/*
+ * helpers.h - shared by the Criterion tests. Each Criterion test runs in a
+ * process of its own, so every test starts with an uninitialised allocator;
+ * bm_test_options() sets BUDDYMALLOC_OPTIONS before the first call.
+ */
+#ifndef BM_TEST_HELPERS_H
+#define BM_TEST_HELPERS_H
+
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "buddymalloc.h"
+#include "internal.h"
+
+static inline void bm_test_options(const char *opts)
+{
+    setenv("BUDDYMALLOC_OPTIONS", opts, 1);
+}
+
+/* The checker must find nothing; on failure its report is on stderr. */
+#define assert_heap_ok() cr_assert_eq(bm_check(2), 0, "heap checker found violations")
+
+static inline const char *buddyinfo_now(char *buf, size_t size)
+{
+    bm_buddyinfo(buf, size);
+    return buf;
+}
+
+static inline struct bm_zone_stats zone0(void)
+{
+    struct bm_zone_stats s;
+    cr_assert_eq(bm_zone_stats(0, &s), 0);
+    return s;
+}
+
+/* Resident set of this process in bytes, from /proc/self/statm. */
+static inline size_t rss_bytes(void)
+{
+    char buf[128];
+    FILE *f = fopen("/proc/self/statm", "r");
+    size_t size = 0, res = 0;
+    cr_assert_not_null(f);
+    cr_assert_not_null(fgets(buf, sizeof buf, f));
+    fclose(f);
+    sscanf(buf, "%zu %zu", &size, &res);
+    return res * (size_t)sysconf(_SC_PAGESIZE);
+}
+
+static inline uint64_t xorshift(uint64_t *s)
+{
+    uint64_t x = *s;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return *s = x;
+}
+
+#endif

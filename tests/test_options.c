@@ -1,0 +1,86 @@
+/* BUDDYMALLOC_OPTIONS: every key, bad keys and values named on stderr with
+ * the default kept. */
+#include "helpers.h"
+
+#include <criterion/redirect.h>
+
+Test(options, every_key_parses)
+{
+    struct bm_options o;
+    bm_options_defaults(&o);
+    int errors = bm_options_parse(&o, "max_regions=8,pcp=off,pcp_high=100,pcp_batch=10,"
+                                      "release=free,release_delay_ms=250,"
+                                      "release_threshold=16M,reserve_pageblocks=0,verbose=1");
+    cr_assert_eq(errors, 0);
+    cr_assert_eq(o.max_regions, 8);
+    cr_assert_eq(o.pcp_enabled, 0);
+    cr_assert_eq(o.pcp_high, 100);
+    cr_assert_eq(o.pcp_batch, 10);
+    cr_assert_eq(o.release_mode, BM_RELEASE_FREE);
+    cr_assert_eq(o.release_delay_ns, 250ull * 1000 * 1000);
+    cr_assert_eq(o.release_threshold_pages, (16ul << 20) / BM_PAGE_SIZE);
+    cr_assert_eq(o.reserve_pageblocks, 0);
+    cr_assert_eq(o.verbose, 1);
+}
+
+Test(options, sizes_and_booleans)
+{
+    struct bm_options o;
+    bm_options_defaults(&o);
+    cr_assert_eq(bm_options_parse(&o, "release_threshold=2G"), 0);
+    cr_assert_eq(o.release_threshold_pages, (2ul << 30) / BM_PAGE_SIZE);
+    cr_assert_eq(bm_options_parse(&o, "release_threshold=512kb,pcp=yes"), 0);
+    cr_assert_eq(o.release_threshold_pages, 128);
+    cr_assert_eq(o.pcp_enabled, 1);
+    cr_assert_eq(bm_options_parse(&o, "release_threshold=4096"), 0);
+    cr_assert_eq(o.release_threshold_pages, 1);
+    cr_assert_eq(bm_options_parse(&o, ""), 0);
+    cr_assert_eq(bm_options_parse(&o, ",,"), 0);
+    cr_assert_eq(bm_options_parse(&o, NULL), 0);
+}
+
+static void check_rejected(const char *opts)
+{
+    struct bm_options o, d;
+    bm_options_defaults(&o);
+    bm_options_defaults(&d);
+    cr_assert_eq(bm_options_parse(&o, opts), 1, "%s should be rejected", opts);
+    cr_assert_eq(memcmp(&o, &d, sizeof o), 0, "%s changed the defaults", opts);
+}
+
+Test(options, bad_values_keep_defaults, .init = cr_redirect_stderr)
+{
+    check_rejected("max_regions=abc");
+    check_rejected("max_regions=0");
+    check_rejected("max_regions=-3");
+    check_rejected("pcp=maybe");
+    check_rejected("pcp");
+    check_rejected("release=sometimes");
+    check_rejected("release_threshold=12X");
+    check_rejected("release_delay_ms=1.5");
+    check_rejected("reserve_pageblocks=99999");
+    check_rejected("pcp_high=99999999999999999999999");
+    check_rejected("nonsense=1");
+}
+
+Test(options, messages_name_the_option, .init = cr_redirect_stderr)
+{
+    struct bm_options o;
+    bm_options_defaults(&o);
+    cr_assert_eq(bm_options_parse(&o, "pcp_batch=7,bogus=1,release=sometimes"), 2);
+    cr_assert_eq(o.pcp_batch, 7, "good options around bad ones still apply");
+    fflush(stderr);
+    cr_assert_stderr_eq_str(
+        "buddymalloc: BUDDYMALLOC_OPTIONS: unknown option 'bogus=1' (ignored)\n"
+        "buddymalloc: BUDDYMALLOC_OPTIONS: bad value in 'release=sometimes' (default kept)\n");
+}
+
+Test(options, environment_is_read_at_bootstrap, .init = cr_redirect_stderr)
+{
+    bm_test_options("pcp_batch=7,pcp_high=50,max_regions=1,what=ever");
+    bm_ensure_init();
+    cr_assert_eq(bm_g.opt.max_regions, 1);
+    cr_assert_eq(bm_g.zones[0].pcp_batch, 7);
+    cr_assert_eq(bm_g.zones[0].pcp_high, 50);
+    cr_assert_stderr_eq_str("buddymalloc: BUDDYMALLOC_OPTIONS: unknown option 'what=ever' (ignored)\n");
+}

@@ -1,0 +1,151 @@
+/* Return to the OS: resident memory falls after a large free and comes back
+ * on reuse; by trim, by threshold, by delay; never for partial pageblocks. */
+#include "helpers.h"
+
+#define MiB (1024UL * 1024)
+#define BIG_BLOCKS 64          /* of MAX_ORDER-1: 256 MiB with 4 MiB blocks */
+
+static void *big[BIG_BLOCKS];
+
+static size_t block_bytes(void) { return BM_PAGE_SIZE << (MAX_ORDER - 1); }
+
+static void alloc_and_touch(void)
+{
+    for (int i = 0; i < BIG_BLOCKS; i++) {
+        big[i] = bm_alloc_pages(MAX_ORDER - 1, 0);
+        cr_assert_not_null(big[i]);
+        memset(big[i], 0x5a, block_bytes());
+    }
+}
+
+static void free_all(void)
+{
+    for (int i = 0; i < BIG_BLOCKS; i++)
+        bm_free_pages(big[i], MAX_ORDER - 1);
+}
+
+static size_t total(void) { return BIG_BLOCKS * block_bytes(); }
+
+static void keep_until_trim(void)
+{
+    bm_test_options("release_threshold=4G,release_delay_ms=1000000");
+}
+
+Test(release, trim_returns_memory_and_reuse_brings_it_back, .init = keep_until_trim)
+{
+    bm_ensure_init();
+    size_t base = rss_bytes();
+    alloc_and_touch();
+    size_t peak = rss_bytes();
+    cr_assert_geq(peak, base + total() * 9 / 10, "touched memory is resident");
+    free_all();
+    cr_assert_geq(rss_bytes(), base + total() * 9 / 10, "kept until trim");
+    struct bm_zone_stats s = zone0();
+    cr_assert_geq(s.dirty_pages, total() / BM_PAGE_SIZE);
+    cr_assert_eq(bm_trim(0), 1);
+    size_t after = rss_bytes();
+    cr_assert_leq(after, base + 16 * MiB, "RSS fell back: base %zu, after %zu", base, after);
+    s = zone0();
+    cr_assert_eq(s.dirty_pages, 0);
+    cr_assert_geq(s.released_pages, total() / BM_PAGE_SIZE);
+    cr_assert_geq(s.returned_pages, total() / BM_PAGE_SIZE);
+    assert_heap_ok();
+
+    /* Reuse: the blocks come back zeroed (MADV_DONTNEED) and resident once
+     * touched. */
+    for (int i = 0; i < BIG_BLOCKS; i++) {
+        big[i] = bm_alloc_pages(MAX_ORDER - 1, 0);
+        const unsigned char *c = big[i];
+        for (size_t k = 0; k < block_bytes(); k += 4096)
+            cr_assert_eq(c[k], 0, "returned memory reads as zero");
+    }
+    cr_assert_leq(rss_bytes(), base + 16 * MiB + total() / 64, "reading maps the zero page only");
+    for (int i = 0; i < BIG_BLOCKS; i++)
+        memset(big[i], 1, block_bytes());
+    cr_assert_geq(rss_bytes(), base + total() * 9 / 10);
+    cr_assert_lt(zone0().returned_pages + total() / BM_PAGE_SIZE, zone0().managed_pages + 1);
+    free_all();
+    assert_heap_ok();
+}
+
+Test(release, threshold_releases_at_once)
+{
+    bm_test_options("release_threshold=32M,release_delay_ms=1000000");
+    bm_ensure_init();
+    size_t base = rss_bytes();
+    alloc_and_touch();
+    free_all();
+    size_t after = rss_bytes();
+    cr_assert_leq(after, base + 40 * MiB, "released down to half the threshold: %zu MiB kept",
+                  (after - base) / MiB);
+    struct bm_zone_stats s = zone0();
+    cr_assert_leq(s.dirty_pages, (32 * MiB) / BM_PAGE_SIZE);
+    assert_heap_ok();
+}
+
+Test(release, delay_releases_old_free_memory)
+{
+    bm_test_options("release_threshold=4G,release_delay_ms=50");
+    bm_ensure_init();
+    size_t base = rss_bytes();
+    alloc_and_touch();
+    free_all();
+    /* the last frees may already have found the first ones old enough */
+    usleep(150 * 1000);
+    /* any free through the zone looks at the dirty list */
+    void *p = bm_alloc_pages(MAX_ORDER - 1, BM_GFP_NOPCP);
+    bm_free_pages(p, MAX_ORDER - 1);
+    size_t after = rss_bytes();
+    cr_assert_leq(after, base + 16 * MiB, "old free memory released: %zu MiB kept",
+                  (after - base) / MiB);
+    assert_heap_ok();
+}
+
+Test(release, none_keeps_everything)
+{
+    bm_test_options("release=none,release_threshold=0");
+    bm_ensure_init();
+    size_t base = rss_bytes();
+    alloc_and_touch();
+    free_all();
+    cr_assert_eq(bm_trim(0), 0);
+    cr_assert_geq(rss_bytes(), base + total() * 9 / 10);
+    cr_assert_eq(zone0().released_pages, 0);
+    assert_heap_ok();
+}
+
+Test(release, madv_free_mode)
+{
+    bm_test_options("release=free,release_threshold=4G,release_delay_ms=1000000");
+    alloc_and_touch();
+    free_all();
+    cr_assert_eq(bm_trim(0), 1);
+    cr_assert_geq(zone0().released_pages, total() / BM_PAGE_SIZE);
+    alloc_and_touch();              /* reusable; content is unspecified */
+    free_all();
+    assert_heap_ok();
+}
+
+Test(release, partial_pageblocks_are_never_released, .init = keep_until_trim)
+{
+    /* Fill one pageblock with pages, free all but one: the pageblock must
+     * stay resident (no 4 KiB holes), everything else may go. */
+    enum { N = 1 << 13 };
+    static void *pages[N];
+    unsigned long n = pageblock_nr_pages * 3;
+    for (unsigned long i = 0; i < n; i++) {
+        pages[i] = bm_alloc_pages(0, BM_GFP_NOPCP);
+        memset(pages[i], 1, BM_PAGE_SIZE);
+    }
+    void *kept = pages[n / 2];
+    for (unsigned long i = 0; i < n; i++)
+        if (pages[i] != kept)
+            bm_free_pages(pages[i], 0);
+    bm_trim(0);
+    struct bm_page *d = addr_to_page((uintptr_t)kept);
+    cr_assert_not(pageblock_returned(page_region(d), page_index(d) >> pageblock_order));
+    cr_assert_eq(*(char *)kept, 1);
+    struct bm_zone_stats s = zone0();
+    cr_assert_geq(s.resident_pages, pageblock_nr_pages);
+    assert_heap_ok();
+}
