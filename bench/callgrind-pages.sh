@@ -7,12 +7,25 @@
 #     (Ir(N2) - Ir(N1)) / (N2 - N1)
 # is the cost of one pair with start-up and the first refills cancelled out.
 #
-# Usage: callgrind-pages.sh [path/to/page-pair]   (default build/bench/page-pair)
+# Usage: callgrind-pages.sh [path/to/page-pair]   (default build/bench/page-pair,
+#        or bench/page-pair when run from inside the build directory)
 # Environment: N1, N2 (default 100000, 200000), ORDER (default 0).
 # Used by `ninja -C build callgrind-pages`.
 set -eu
 
-pp=${1:-build/bench/page-pair}
+# Default: from the source root build/bench/page-pair; from inside a build
+# directory bench/page-pair; under meson, its build root.
+if [ $# -ge 1 ]; then
+    pp=$1
+elif [ -x build/bench/page-pair ]; then
+    pp=build/bench/page-pair
+elif [ -x bench/page-pair ]; then
+    pp=bench/page-pair
+elif [ -n "${MESON_BUILD_ROOT:-}" ] && [ -x "$MESON_BUILD_ROOT/bench/page-pair" ]; then
+    pp=$MESON_BUILD_ROOT/bench/page-pair
+else
+    pp=build/bench/page-pair
+fi
 N1=${N1:-100000}
 N2=${N2:-200000}
 ORDER=${ORDER:-0}

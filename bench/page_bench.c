@@ -9,7 +9,9 @@
  *   pair  allocate a block and free it straight away.
  *
  * buddymalloc is measured through the per-CPU pagesets (default gfp) and
- * around them (BM_GFP_NOPCP); next to it, the same pattern on glibc's
+ * around them (BM_GFP_NOPCP: the allocation goes to the zone under its lock;
+ * bm_free_pages takes no gfp, so the free still goes to the pageset, which
+ * drains to the zone in batches); next to it, the same pattern on glibc's
  * aligned_alloc(4096 << order, 4096 << order) / free and, when the library is
  * installed, on jemalloc's, looked up with dlopen(RTLD_LOCAL) so that it does
  * not replace malloc for the rest of the process. One byte of every block is
@@ -56,7 +58,17 @@ static void (*je_free)(void *p);
 static char je_version[64];
 static char je_error[256];
 
+#ifndef JEMALLOC_PATH
 #define JEMALLOC_PATH "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"
+#endif
+
+/* Debian's jemalloc uses initial-exec TLS (about 2.6 KiB): dlopen can only
+ * place it in the static TLS surplus glibc reserves at start-up, 512 bytes
+ * by default, and fails with "cannot allocate memory in static TLS block".
+ * The surplus is a tunable read at exec time, so when that happens the
+ * benchmark executes itself again once with a larger one. */
+#define TLS_TUNABLE   "glibc.rtld.optional_static_tls=16384"
+#define REEXEC_MARKER "PAGE_BENCH_STATIC_TLS_REEXEC"
 
 /* Look jemalloc up without linking it; RTLD_LOCAL keeps its malloc from
  * interposing on anyone else's. Returns 1 if usable. */
@@ -85,6 +97,24 @@ static int jemalloc_open(void)
     else
         snprintf(je_version, sizeof je_version, "unknown version");
     return 1;
+}
+
+static void reexec_with_static_tls(char **argv)
+{
+    if (!strstr(je_error, "static TLS") || getenv(REEXEC_MARKER))
+        return;
+    const char *old = getenv("GLIBC_TUNABLES");
+    char tunables[1024];
+    if (old && *old)
+        snprintf(tunables, sizeof tunables, "%s:%s", old, TLS_TUNABLE);
+    else
+        snprintf(tunables, sizeof tunables, "%s", TLS_TUNABLE);
+    if (setenv("GLIBC_TUNABLES", tunables, 1) || setenv(REEXEC_MARKER, "1", 1))
+        return;
+    fflush(NULL);
+    execv("/proc/self/exe", argv);
+    /* exec failed: go on without jemalloc */
+    unsetenv(REEXEC_MARKER);
 }
 
 static ALWAYS_INLINE void *do_alloc(enum kind k, unsigned order)
@@ -401,12 +431,20 @@ static void print_counters(void)
     for (int n = 0; n < bm_nr_zones(); n++) {
         if (bm_zone_stats(n, &s) != 0)
             continue;
-        printf("buddymalloc zone %d: pcp alloc hits %llu, refills %llu, free hits %llu, "
-               "drains %llu, lock misses %llu; enomem %llu\n",
+        printf("- buddymalloc zone %d: pcp alloc hits %llu, refills %llu, free hits %llu, "
+               "drains %llu, lock misses %llu; enomem %llu; after the run %lu of %lu pages "
+               "free (%lu on pagesets), %lu madvise calls\n",
                s.node, (unsigned long long)s.pcp_alloc_hit, (unsigned long long)s.pcp_refill,
                (unsigned long long)s.pcp_free_hit, (unsigned long long)s.pcp_drain,
-               (unsigned long long)s.pcp_lock_miss, (unsigned long long)s.enomem);
+               (unsigned long long)s.pcp_lock_miss, (unsigned long long)s.enomem,
+               s.free_pages + s.pcp_pages, s.managed_pages, s.pcp_pages,
+               (unsigned long)s.release_calls);
     }
+    /* Not a timing assertion: a consistency check of the heap after the run,
+     * so that a benchmark of a broken allocator says so. */
+    long bad = bm_check(2);
+    printf("- bm_check after the run: %ld violation%s%s\n", bad, bad == 1 ? "" : "s",
+           bad ? " (described on stderr)" : "");
 }
 
 static void usage(FILE *f)
@@ -447,6 +485,10 @@ int main(int argc, char **argv)
     }
 
     have_jemalloc = jemalloc_open();
+    if (!have_jemalloc) {
+        reexec_with_static_tls(argv);
+        have_jemalloc = jemalloc_open();     /* unchanged if exec failed */
+    }
 
     /* Bootstrap buddymalloc outside any timed run. */
     bm_free_pages(bm_alloc_pages(0, BM_GFP_AUTO), 0);
@@ -462,12 +504,16 @@ int main(int argc, char **argv)
     printf("- CPUs online: %ld; glibc %s; buddymalloc max order %d\n",
            sysconf(_SC_NPROCESSORS_ONLN), gnu_get_libc_version(), bm_max_order());
     if (have_jemalloc)
-        printf("- jemalloc %s (dlopen %s)\n", je_version, JEMALLOC_PATH);
+        printf("- jemalloc %s (dlopen %s%s)\n", je_version, JEMALLOC_PATH,
+               getenv(REEXEC_MARKER) ? "; re-executed with GLIBC_TUNABLES=" TLS_TUNABLE
+                                       " for its static TLS" : "");
     else
         printf("- jemalloc is missing (%s): its columns are skipped "
                "(Debian package libjemalloc2 provides it)\n", je_error);
     printf("- ws: %d blocks per thread, a random one freed and replaced per pair; "
            "pair: alloc then free at once\n", WS_SLOTS);
+    printf("- pagesets: default gfp; nopcp: BM_GFP_NOPCP, allocation from the zone under "
+           "its lock (the free, which takes no gfp, may still use the pageset)\n");
     printf("- Mpairs/s: all threads together; ns/pair: wall time per pair in one thread; "
            "spread: (max - min) / median of the bm runs\n");
     printf("- bm/jemalloc, bm/glibc: time ratio, lower is better for buddymalloc; "

@@ -30,7 +30,7 @@ enum {
     BM_GFP_PAGES  = 2,      /* page-sized user data                           */
     BM_GFP_LARGE  = 3,      /* multi-page user data                           */
     BM_GFP_TYPE_MASK = 3,
-    BM_GFP_NOPCP  = 1u << 2 /* go straight to the zone (bypass the pagesets)  */
+    BM_GFP_NOPCP  = 1u << 2 /* bypass the pagesets: alloc and free go to the zone */
 };
 
 /* 2^order contiguous pages aligned to their size, or NULL with errno ENOMEM

@@ -169,7 +169,7 @@ static bool try_claim(struct bm_zone *z, struct bm_page *page, unsigned order,
         unsigned long n = 1UL << p->order;
         if (p->flags & PG_buddy)
             free_pages += n;
-        else if ((p->flags & (PG_alloc | PG_pcp)) && p->mt == start_mt)
+        else if ((p->flags & (PG_alloc | PG_pcp)) && (p->mt & MT_MASK) == start_mt)
             alike += n;
         i += p->flags ? n : 1;
     }

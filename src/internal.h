@@ -206,8 +206,6 @@ void bm_zone_setup_reserve(struct bm_zone *z, int nr);
 /* ---- pcp.c ------------------------------------------------------------- */
 void bm_pcp_setup(struct bm_zone *z);             /* after the first region */
 void bm_pcp_update_sizes(struct bm_zone *z);
-struct bm_page *bm_pcp_alloc(struct bm_zone *z, unsigned order, int mt);
-bool bm_pcp_free(struct bm_zone *z, struct bm_page *p, unsigned order);
 void bm_pcp_drain_zone(struct bm_zone *z);
 
 /* ---- release.c --------------------------------------------------------- */

@@ -6,6 +6,7 @@
 
 #include "buddymalloc.h"
 #include "internal.h"
+#include "pcp.h"
 
 static inline int gfp_migratetype(unsigned order, unsigned gfp)
 {
@@ -18,7 +19,8 @@ static inline int gfp_migratetype(unsigned order, unsigned gfp)
 }
 
 /* Slow path: the zone itself. */
-BM_COLD static struct bm_page *alloc_from_zone(struct bm_zone *z, unsigned order, int mt)
+BM_COLD static struct bm_page *alloc_from_zone(struct bm_zone *z, unsigned order, int mt,
+                                               unsigned gfp)
 {
     bm_mutex_lock(&z->lock);
     struct bm_page *p = bm_rmqueue(z, order, mt);
@@ -28,33 +30,53 @@ BM_COLD static struct bm_page *alloc_from_zone(struct bm_zone *z, unsigned order
         return NULL;
     }
     p->flags = PG_alloc;
-    p->mt = (uint8_t)mt;
+    p->mt = (uint8_t)(mt | ((gfp & BM_GFP_NOPCP) ? MT_NOPCP : 0));
     return p;
+}
+
+/* Fast path: the pageset of this CPU. */
+static inline __attribute__((always_inline)) struct bm_page *
+alloc_block(unsigned order, int mt, unsigned gfp)
+{
+    bm_ensure_init();
+    struct bm_zone *z = bm_local_zone();
+    struct bm_pcp *pcps = z->pcp;
+    if (order <= PCP_MAX_ORDER && !(gfp & BM_GFP_NOPCP) && likely(pcps)) {
+        struct bm_page *p = bm_pcp_alloc(z, pcps, order, mt);
+        if (likely(p))
+            return p;
+    }
+    return alloc_from_zone(z, order, mt, gfp);
 }
 
 struct bm_page *bm_alloc_block(unsigned order, int mt, unsigned gfp)
 {
-    bm_ensure_init();
-    struct bm_zone *z = bm_local_zone();
-    if (order <= PCP_MAX_ORDER && !(gfp & BM_GFP_NOPCP) && likely(z->pcp)) {
-        struct bm_page *p = bm_pcp_alloc(z, order, mt);
-        if (likely(p))
-            return p;
-    }
-    return alloc_from_zone(z, order, mt);
+    return alloc_block(order, mt, gfp);
 }
 
-void bm_free_block(struct bm_page *p, unsigned order)
+/* Slow path: the zone. */
+BM_COLD static void free_to_zone(struct bm_zone *z, struct bm_page *p, unsigned order)
 {
-    struct bm_zone *z = page_zone(p);
-    if (order <= PCP_MAX_ORDER && p->mt < MIGRATE_PCPTYPES && likely(z->pcp) &&
-        likely(bm_pcp_free(z, p, order)))
-        return;
     bm_mutex_lock(&z->lock);
     p->flags = 0;
     bm_free_one_page(z, p, order);
     bm_release_maybe(z);
     bm_mutex_unlock(&z->lock);
+}
+
+static inline __attribute__((always_inline)) void free_block(struct bm_page *p, unsigned order)
+{
+    struct bm_zone *z = page_zone(p);
+    struct bm_pcp *pcps = z->pcp;
+    if (order <= PCP_MAX_ORDER && p->mt < MIGRATE_PCPTYPES && likely(pcps) &&
+        likely(bm_pcp_free(z, pcps, p, order)))
+        return;
+    free_to_zone(z, p, order);
+}
+
+void bm_free_block(struct bm_page *p, unsigned order)
+{
+    free_block(p, order);
 }
 
 BM_API void *bm_alloc_pages(unsigned order, unsigned gfp)
@@ -63,25 +85,24 @@ BM_API void *bm_alloc_pages(unsigned order, unsigned gfp)
         errno = ENOMEM;
         return NULL;
     }
-    struct bm_page *p = bm_alloc_block(order, gfp_migratetype(order, gfp), gfp);
-    return p ? page_to_addr(p) : NULL;
+    struct bm_page *p = alloc_block(order, gfp_migratetype(order, gfp), gfp);
+    return likely(p) ? page_to_addr(p) : NULL;
 }
 
 /* The descriptor of an allocated block starting at addr, or NULL with *why
- * set. Reads no tail descriptor: flags live only on block heads. */
-static struct bm_page *lookup_block(const void *addr, const char **why)
+ * set. Reads no tail descriptor: flags live only on block heads, and the
+ * descriptors of never-carved memory are still zero. Below the first usable
+ * page the "descriptor" would be the region header, so that range is cut
+ * off first. */
+static inline struct bm_page *lookup_block(const void *addr, const char **why)
 {
     uintptr_t a = (uintptr_t)addr;
-    if ((a & (BM_PAGE_SIZE - 1)) || !bm_addr_in_region(a)) {
+    if (unlikely((a & (BM_PAGE_SIZE - 1)) || !bm_addr_in_region(a) ||
+                 ((a & REGION_MASK) >> BM_PAGE_SHIFT) < REGION_FIRST_PAGE)) {
         *why = "not a page block allocated by buddymalloc";
         return NULL;
     }
     struct bm_page *p = addr_to_page(a);
-    unsigned long idx = page_index(p);
-    if (idx < REGION_FIRST_PAGE || idx >= page_region(p)->fresh_next) {
-        *why = "not a page block allocated by buddymalloc";
-        return NULL;
-    }
     if ((p->flags & (PG_alloc | PG_internal)) != PG_alloc) {
         *why = (p->flags & (PG_buddy | PG_pcp)) ? "double free (block is already free)"
                                                 : "not the start of an allocated block";
@@ -101,7 +122,7 @@ BM_API void bm_free_pages(void *addr, unsigned order)
     if (unlikely(p->order != order))
         bm_fatal_bad_pointer("bm_free_pages", addr,
                              "order differs from the order the block was allocated with");
-    bm_free_block(p, order);
+    free_block(p, order);
 }
 
 BM_API int bm_pages_order(const void *addr)

@@ -16,16 +16,7 @@
  * list's migrate type.
  */
 #include "internal.h"
-
-static inline unsigned pindex(unsigned order, int mt)
-{
-    return order * MIGRATE_PCPTYPES + (unsigned)mt;
-}
-
-static inline struct bm_pcp *this_pcp(struct bm_zone *z)
-{
-    return &z->pcp[bm_cpu()];
-}
+#include "pcp.h"
 
 /*
  * Sizes as the kernel's zone_batchsize(): a quarter of the zone's pages per
@@ -82,34 +73,38 @@ void bm_pcp_setup(struct bm_zone *z)
 
 /*
  * Give `pages` pages (at least) of the pageset back to the buddy, coldest
- * first, round-robin over the lists (the kernel's free_pcppages_bulk). Called
- * with the pageset lock held; takes the zone lock.
+ * first (the kernel's free_pcppages_bulk): empty one list from its tail,
+ * then go on round-robin to the next non-empty list, so that repeated drains
+ * do not always hit the same order and type. Called with the pageset lock
+ * held; takes the zone lock once for the whole batch.
  */
 static void free_pcppages_bulk(struct bm_zone *z, struct bm_pcp *pcp, int pages)
 {
     bm_mutex_lock(&z->lock);
     while (pages > 0 && pcp->count > 0) {
-        struct bm_list *l;
-        unsigned i;
-        do {
-            i = pcp->drain_rr++ % NR_PCP_LISTS;
-            l = &pcp->lists[i];
-        } while (list_empty(l));
-        struct bm_page *p = lru_to_page(l->prev);
+        unsigned i = pcp->drain_rr;
+        while (list_empty(&pcp->lists[i]))
+            i = (i + 1) % NR_PCP_LISTS;
+        pcp->drain_rr = (i + 1) % NR_PCP_LISTS;
+        struct bm_list *l = &pcp->lists[i];
         unsigned order = i / MIGRATE_PCPTYPES;
-        list_del(&p->lru);
-        pcp->count -= 1 << order;
-        pages -= 1 << order;
-        p->flags = 0;
-        bm_free_one_page(z, p, order);
+        do {
+            struct bm_page *p = lru_to_page(l->prev);
+            list_del(&p->lru);
+            pcp->count -= 1 << order;
+            pages -= 1 << order;
+            p->flags = 0;
+            bm_free_one_page(z, p, order);
+        } while (pages > 0 && !list_empty(l));
     }
     bm_release_maybe(z);
     bm_mutex_unlock(&z->lock);
 }
 
-/* Out-of-line: the list was empty, take a batch from the buddy. */
-BM_COLD static bool pcp_refill(struct bm_zone *z, struct bm_pcp *pcp, unsigned order,
-                               int mt, struct bm_list *l)
+/* Slow path of bm_pcp_alloc: the list was empty, take a batch from the
+ * buddy. Pageset lock held; returns false if the zone had nothing. */
+bool bm_pcp_refill(struct bm_zone *z, struct bm_pcp *pcp, unsigned order, int mt,
+                   struct bm_list *l)
 {
     int batch = __atomic_load_n(&z->pcp_batch, __ATOMIC_RELAXED);
     int n = order ? batch >> order : batch;
@@ -123,47 +118,11 @@ BM_COLD static bool pcp_refill(struct bm_zone *z, struct bm_pcp *pcp, unsigned o
     return got > 0;
 }
 
-/* NULL when the pageset is busy (the caller goes to the zone) or empty and
- * the zone has nothing. */
-struct bm_page *bm_pcp_alloc(struct bm_zone *z, unsigned order, int mt)
+/* Slow path of bm_pcp_free: count reached high. Pageset lock held. */
+void bm_pcp_drain_batch(struct bm_zone *z, struct bm_pcp *pcp)
 {
-    struct bm_pcp *pcp = this_pcp(z);
-    if (unlikely(!bm_spin_trylock(&pcp->lock))) {
-        __atomic_fetch_add(&pcp->lock_miss, 1, __ATOMIC_RELAXED);
-        return NULL;
-    }
-    struct bm_list *l = &pcp->lists[pindex(order, mt)];
-    if (unlikely(list_empty(l)) && !pcp_refill(z, pcp, order, mt, l)) {
-        bm_spin_unlock(&pcp->lock);
-        return NULL;
-    }
-    struct bm_page *p = lru_to_page(l->next);
-    list_del(&p->lru);
-    pcp->count -= 1 << order;
-    pcp->alloc_hit++;
-    bm_spin_unlock(&pcp->lock);
-    p->flags = PG_alloc;
-    return p;
-}
-
-/* false when the pageset is busy: the caller frees to the zone. */
-bool bm_pcp_free(struct bm_zone *z, struct bm_page *p, unsigned order)
-{
-    struct bm_pcp *pcp = this_pcp(z);
-    if (unlikely(!bm_spin_trylock(&pcp->lock))) {
-        __atomic_fetch_add(&pcp->lock_miss, 1, __ATOMIC_RELAXED);
-        return false;
-    }
-    p->flags = PG_pcp;
-    list_add(&pcp->lists[pindex(order, p->mt)], &p->lru);
-    pcp->count += 1 << order;
-    pcp->free_hit++;
-    if (unlikely(pcp->count >= __atomic_load_n(&z->pcp_high, __ATOMIC_RELAXED))) {
-        pcp->free_drain++;
-        free_pcppages_bulk(z, pcp, __atomic_load_n(&z->pcp_batch, __ATOMIC_RELAXED));
-    }
-    bm_spin_unlock(&pcp->lock);
-    return true;
+    pcp->free_drain++;
+    free_pcppages_bulk(z, pcp, __atomic_load_n(&z->pcp_batch, __ATOMIC_RELAXED));
 }
 
 /* Empty every pageset of the zone into the buddy (trim, tests). */

@@ -81,6 +81,11 @@ enum bm_migratetype {
     MIGRATE_TYPES
 };
 
+/* Set in bm_page.mt of a block allocated with BM_GFP_NOPCP: its free goes
+ * straight to the zone too (the test mt < MIGRATE_PCPTYPES fails). */
+#define MT_NOPCP 0x80
+#define MT_MASK  0x7f
+
 /* ---- doubly linked list (O(1) insert/remove, as the kernel's list_head) --- */
 
 struct bm_list {
@@ -107,7 +112,8 @@ struct bm_page {
     struct bm_list lru;     /* free_list / pcp list link                     */
     uint16_t flags;
     uint8_t  order;         /* block order, valid on heads                   */
-    uint8_t  mt;            /* migrate type asked for when allocated/on pcp  */
+    uint8_t  mt;            /* migrate type asked for when allocated/on pcp,
+                             * | MT_NOPCP if it must bypass the pagesets    */
     uint16_t node;
     uint16_t _pad;
     struct bm_list dirty;   /* zone->dirty_list link (PG_dirty blocks)       */

@@ -118,7 +118,10 @@ Test(pcp, nopcp_bypasses_the_pagesets)
     struct bm_zone_stats s = zone0();
     cr_assert_eq(s.pcp_alloc_hit, 0);
     cr_assert_eq(s.pcp_pages, 0);
-    bm_free_pages(p, 0);                /* the free may use the pageset */
+    bm_free_pages(p, 0);                /* and so does its free */
+    s = zone0();
+    cr_assert_eq(s.pcp_free_hit, 0);
+    cr_assert_eq(s.pcp_pages, 0);
     assert_heap_ok();
 }
 

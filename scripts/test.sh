@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# The README's second command: build if needed and run the whole test suite
+# (meson test). Ends with one line "N passed, M failed" that counts every
+# Criterion test case and every plain test program.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/build.sh || { echo "build failed"; echo "0 passed, 1 failed"; exit 1; }
+
+meson test -C build --no-rebuild --print-errorlogs "$@"
+status=$?
+
+python3 - build/meson-logs/testlog.json <<'PY'
+import json, re, sys
+passed = failed = 0
+rows = []
+syn = re.compile(r"Synthesis: Tested: (\d+) \| Passing: (\d+) \| Failing: (\d+) \| Crashing: (\d+)")
+plain = re.compile(r"^(\d+) passed, (\d+) failed", re.M)
+with open(sys.argv[1]) as f:
+    for line in f:
+        t = json.loads(line)
+        out = (t.get("stdout") or "") + (t.get("stderr") or "")
+        ok = t.get("result") in ("OK", "EXPECTEDFAIL", "SKIP")
+        m = syn.findall(out) or plain.findall(out)
+        if m:
+            last = m[-1]
+            if len(last) == 4:
+                p, f_ = int(last[1]), int(last[2]) + int(last[3])
+            else:
+                p, f_ = int(last[0]), int(last[1])
+            if not ok and f_ == 0:
+                f_ = 1            # the program failed in a way it did not count
+        else:
+            p, f_ = (1, 0) if ok else (0, 1)
+        passed += p
+        failed += f_
+        rows.append((t.get("name"), t.get("result"), p, f_, t.get("duration", 0)))
+print()
+print(f"{'test':<28} {'result':<8} {'passed':>7} {'failed':>7} {'seconds':>8}")
+for name, res, p, f_, d in rows:
+    print(f"{name:<28} {res:<8} {p:>7} {f_:>7} {d:>8.1f}")
+print(f"{passed} passed, {failed} failed")
+sys.exit(1 if failed else 0)
+PY
+summary=$?
+[ $status -eq 0 ] && [ $summary -eq 0 ]
