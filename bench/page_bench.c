@@ -9,9 +9,8 @@
  *   pair  allocate a block and free it straight away.
  *
  * buddymalloc is measured through the per-CPU pagesets (default gfp) and
- * around them (BM_GFP_NOPCP: the allocation goes to the zone under its lock;
- * bm_free_pages takes no gfp, so the free still goes to the pageset, which
- * drains to the zone in batches); next to it, the same pattern on glibc's
+ * around them (BM_GFP_NOPCP: allocation and free go to the zone under its
+ * lock, the block remembers that it bypasses the pagesets); next to it, the same pattern on glibc's
  * aligned_alloc(4096 << order, 4096 << order) / free and, when the library is
  * installed, on jemalloc's, looked up with dlopen(RTLD_LOCAL) so that it does
  * not replace malloc for the rest of the process. One byte of every block is
@@ -513,7 +512,7 @@ int main(int argc, char **argv)
     printf("- ws: %d blocks per thread, a random one freed and replaced per pair; "
            "pair: alloc then free at once\n", WS_SLOTS);
     printf("- pagesets: default gfp; nopcp: BM_GFP_NOPCP, allocation from the zone under "
-           "its lock (the free, which takes no gfp, may still use the pageset)\n");
+           "its lock, for allocation and free\n");
     printf("- Mpairs/s: all threads together; ns/pair: wall time per pair in one thread; "
            "spread: (max - min) / median of the bm runs\n");
     printf("- bm/jemalloc, bm/glibc: time ratio, lower is better for buddymalloc; "
