@@ -71,6 +71,7 @@ static void put(struct bm_buf *b, const char *s, size_t n)
 }
 
 void bm_puts(struct bm_buf *b, const char *s) { put(b, s, strlen(s)); }
+void bm_putn(struct bm_buf *b, const char *s, size_t n) { put(b, s, n); }
 void bm_putc(struct bm_buf *b, char c) { put(b, &c, 1); }
 
 static void pad(struct bm_buf *b, int n)

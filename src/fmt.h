@@ -23,6 +23,7 @@ void bm_buf_fd(struct bm_buf *b, int fd, char *scratch, size_t cap);
 size_t bm_buf_finish(struct bm_buf *b);   /* flush; returns bytes produced */
 
 void bm_puts(struct bm_buf *b, const char *s);
+void bm_putn(struct bm_buf *b, const char *s, size_t n);   /* n bytes of s */
 void bm_putc(struct bm_buf *b, char c);
 /* Right-aligned in width columns (width 0: as long as it needs). */
 void bm_putu(struct bm_buf *b, uint64_t v, int width);

@@ -91,12 +91,10 @@ static void complain(const char *what, const char *k, size_t kn, const char *v, 
     bm_puts(&b, "buddymalloc: BUDDYMALLOC_OPTIONS: ");
     bm_puts(&b, what);
     bm_puts(&b, " '");
-    for (size_t i = 0; i < kn; i++)
-        bm_putc(&b, k[i]);
+    bm_putn(&b, k, kn);
     if (v) {
         bm_puts(&b, "=");
-        for (size_t i = 0; i < vn; i++)
-            bm_putc(&b, v[i]);
+        bm_putn(&b, v, vn);
     }
     bm_puts(&b, "'");
     bm_puts(&b, tail);

@@ -100,14 +100,21 @@ static void zone_prefix(struct bm_buf *b, int node)
     bm_puts(b, ", zone   Normal ");
 }
 
-static void write_buddyinfo(struct bm_buf *b, const struct bm_zone_stats *s)
+/* A row of numbers, each right-aligned in width columns and followed by a
+ * space (the kernel's "%6lu "), then a newline. */
+static void put_columns(struct bm_buf *b, const unsigned long *v, int n, int width)
 {
-    zone_prefix(b, s->node);
-    for (unsigned o = 0; o < MAX_ORDER; o++) {
-        bm_putu(b, s->nr_free[o], 6);
+    for (int i = 0; i < n; i++) {
+        bm_putu(b, v[i], width);
         bm_putc(b, ' ');
     }
     bm_putc(b, '\n');
+}
+
+static void write_buddyinfo(struct bm_buf *b, const struct bm_zone_stats *s)
+{
+    zone_prefix(b, s->node);
+    put_columns(b, s->nr_free, MAX_ORDER, 6);
 }
 
 static void write_pagetypeinfo_free(struct bm_buf *b, const struct bm_zone_stats *s)
@@ -118,22 +125,14 @@ static void write_pagetypeinfo_free(struct bm_buf *b, const struct bm_zone_stats
         bm_puts(b, ", zone   Normal, type ");
         bm_putsw(b, mt_names[mt], 12);
         bm_putc(b, ' ');
-        for (unsigned o = 0; o < MAX_ORDER; o++) {
-            bm_putu(b, s->nr_free_type[mt][o], 6);
-            bm_putc(b, ' ');
-        }
-        bm_putc(b, '\n');
+        put_columns(b, s->nr_free_type[mt], MAX_ORDER, 6);
     }
 }
 
 static void write_pagetypeinfo_blocks(struct bm_buf *b, const struct bm_zone_stats *s)
 {
     zone_prefix(b, s->node);
-    for (int mt = 0; mt < MIGRATE_TYPES; mt++) {
-        bm_putu(b, s->pageblocks[mt], 12);
-        bm_putc(b, ' ');
-    }
-    bm_putc(b, '\n');
+    put_columns(b, s->pageblocks, MIGRATE_TYPES, 12);
 }
 
 /* The kernel's __fragmentation_index(), in thousandths. */
