@@ -38,7 +38,7 @@ void bm_add_free(struct bm_zone *z, struct bm_page *p, unsigned order, int mt,
 {
     struct bm_free_area *area = &z->free_area[order];
     bool resident = order < pageblock_order || bm_block_resident(p, order);
-    p->flags = PG_buddy;
+    set_page_flags(p, PG_buddy);
     p->order = (uint8_t)order;
     if (resident)
         list_add(&area->free_list[mt], &p->lru);
@@ -57,7 +57,7 @@ static inline void del_free(struct bm_zone *z, struct bm_page *p, unsigned order
     list_del(&p->lru);
     if (p->flags & PG_dirty)
         bm_dirty_del(z, p, order);
-    p->flags = 0;
+    set_page_flags(p, 0);
     area->nr_free--;
     if (list_empty(&area->free_list[mt]))
         z->nonempty[mt] &= ~(1u << order);
@@ -167,11 +167,12 @@ static bool try_claim(struct bm_zone *z, struct bm_page *page, unsigned order,
     for (unsigned long i = 0; i < pageblock_nr_pages;) {
         struct bm_page *p = start + i;
         unsigned long n = 1UL << p->order;
-        if (p->flags & PG_buddy)
+        unsigned flags = page_flags(p);
+        if (flags & PG_buddy)
             free_pages += n;
-        else if ((p->flags & (PG_alloc | PG_pcp)) && (p->mt & MT_MASK) == start_mt)
+        else if ((flags & (PG_alloc | PG_pcp)) && (p->mt & MT_MASK) == start_mt)
             alike += n;
-        i += p->flags ? n : 1;
+        i += flags ? n : 1;
     }
     if (free_pages + alike < pageblock_nr_pages / 2)
         return false;
@@ -180,12 +181,12 @@ static bool try_claim(struct bm_zone *z, struct bm_page *page, unsigned order,
     for (unsigned long i = 0; i < pageblock_nr_pages;) {
         struct bm_page *p = start + i;
         unsigned long n = 1UL << p->order;
-        if (p->flags & PG_buddy) {
-            unsigned o = p->order;
-            del_free(z, p, o, old_mt);
-            bm_add_free(z, p, o, start_mt, 0);
+        unsigned flags = page_flags(p);
+        if (flags & PG_buddy) {
+            del_free(z, p, (unsigned)p->order, old_mt);
+            bm_add_free(z, p, (unsigned)p->order, start_mt, 0);
         }
-        i += p->flags ? n : 1;
+        i += flags ? n : 1;
     }
     z->c.claimed[start_mt]++;
     return true;
@@ -315,7 +316,7 @@ void bm_free_one_page(struct bm_zone *z, struct bm_page *page, unsigned order)
     while (order < MAX_ORDER - 1) {
         unsigned long bidx = idx ^ (1UL << order);
         struct bm_page *buddy = page + ((long)bidx - (long)idx);
-        if (!(buddy->flags & PG_buddy) || buddy->order != order)
+        if (!(page_flags(buddy) & PG_buddy) || buddy->order != order)
             break;
         if (order >= pageblock_order) {
             int bmt = get_pageblock_mt(buddy);

@@ -150,6 +150,25 @@ static inline void *page_to_addr(const struct bm_page *p)
     return (void *)(((uintptr_t)p & ~REGION_MASK) + (page_index(p) << BM_PAGE_SHIFT));
 }
 
+/* Descriptor flags are written under the zone lock, except on the pageset
+ * paths (PG_pcp <-> PG_alloc under the pageset lock only), and are read
+ * without a lock when a pointer is validated. Those crossings use relaxed
+ * atomics (plain moves on x86): no ordering is needed, because a block seen
+ * as PG_pcp or as PG_alloc is, either way, neither merged nor claimed. */
+static inline unsigned page_flags(const struct bm_page *p)
+{
+    return __atomic_load_n(&p->flags, __ATOMIC_RELAXED);
+}
+
+static inline void set_page_flags(struct bm_page *p, unsigned f)
+{
+    __atomic_store_n(&p->flags, (uint16_t)f, __ATOMIC_RELAXED);
+}
+
+/* Statistics counters are written by one lock holder and read without the
+ * lock by the statistics: a relaxed store keeps that read well defined. */
+#define STAT_ADD(field, n) __atomic_store_n(&(field), (field) + (n), __ATOMIC_RELAXED)
+
 static inline struct bm_zone *page_zone(const struct bm_page *p)
 {
     return page_region(p)->zone;

@@ -24,13 +24,13 @@ BM_COLD static struct bm_page *alloc_from_zone(struct bm_zone *z, unsigned order
 {
     bm_mutex_lock(&z->lock);
     struct bm_page *p = bm_rmqueue(z, order, mt);
-    bm_mutex_unlock(&z->lock);
-    if (!p) {
-        errno = ENOMEM;
-        return NULL;
+    if (p) {
+        p->flags = PG_alloc;
+        p->mt = (uint8_t)(mt | ((gfp & BM_GFP_NOPCP) ? MT_NOPCP : 0));
     }
-    p->flags = PG_alloc;
-    p->mt = (uint8_t)(mt | ((gfp & BM_GFP_NOPCP) ? MT_NOPCP : 0));
+    bm_mutex_unlock(&z->lock);
+    if (!p)
+        errno = ENOMEM;
     return p;
 }
 
@@ -103,8 +103,9 @@ static inline struct bm_page *lookup_block(const void *addr, const char **why)
         return NULL;
     }
     struct bm_page *p = addr_to_page(a);
-    if ((p->flags & (PG_alloc | PG_internal)) != PG_alloc) {
-        *why = (p->flags & (PG_buddy | PG_pcp)) ? "double free (block is already free)"
+    unsigned flags = page_flags(p);
+    if ((flags & (PG_alloc | PG_internal)) != PG_alloc) {
+        *why = (flags & (PG_buddy | PG_pcp)) ? "double free (block is already free)"
                                                 : "not the start of an allocated block";
         return NULL;
     }

@@ -91,7 +91,7 @@ static void free_pcppages_bulk(struct bm_zone *z, struct bm_pcp *pcp, int pages)
         do {
             struct bm_page *p = lru_to_page(l->prev);
             list_del(&p->lru);
-            pcp->count -= 1 << order;
+            STAT_ADD(pcp->count, -(1 << order));
             pages -= 1 << order;
             p->flags = 0;
             bm_free_one_page(z, p, order);
@@ -113,15 +113,15 @@ bool bm_pcp_refill(struct bm_zone *z, struct bm_pcp *pcp, unsigned order, int mt
     bm_mutex_lock(&z->lock);
     int got = bm_rmqueue_bulk(z, order, n, mt, l);
     bm_mutex_unlock(&z->lock);
-    pcp->count += got << order;
-    pcp->alloc_refill++;
+    STAT_ADD(pcp->count, got << order);
+    STAT_ADD(pcp->alloc_refill, 1);
     return got > 0;
 }
 
 /* Slow path of bm_pcp_free: count reached high. Pageset lock held. */
 void bm_pcp_drain_batch(struct bm_zone *z, struct bm_pcp *pcp)
 {
-    pcp->free_drain++;
+    STAT_ADD(pcp->free_drain, 1);
     free_pcppages_bulk(z, pcp, __atomic_load_n(&z->pcp_batch, __ATOMIC_RELAXED));
 }
 

@@ -43,10 +43,10 @@ static inline struct bm_page *bm_pcp_alloc(struct bm_zone *z, struct bm_pcp *pcp
     }
     struct bm_page *p = lru_to_page(l->next);
     list_del_fast(&p->lru);
-    pcp->count -= 1 << order;
-    pcp->alloc_hit++;
+    STAT_ADD(pcp->count, -(1 << order));
+    STAT_ADD(pcp->alloc_hit, 1);
+    set_page_flags(p, PG_alloc);
     bm_spin_unlock(&pcp->lock);
-    p->flags = PG_alloc;
     return p;
 }
 
@@ -59,10 +59,10 @@ static inline bool bm_pcp_free(struct bm_zone *z, struct bm_pcp *pcps, struct bm
         __atomic_fetch_add(&pcp->lock_miss, 1, __ATOMIC_RELAXED);
         return false;
     }
-    p->flags = PG_pcp;
+    set_page_flags(p, PG_pcp);
     list_add(&pcp->lists[pindex(order, p->mt)], &p->lru);
-    pcp->count += 1 << order;
-    pcp->free_hit++;
+    STAT_ADD(pcp->count, 1 << order);
+    STAT_ADD(pcp->free_hit, 1);
     if (unlikely(pcp->count >= __atomic_load_n(&z->pcp_high, __ATOMIC_RELAXED)))
         bm_pcp_drain_batch(z, pcp);
     bm_spin_unlock(&pcp->lock);

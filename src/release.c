@@ -70,7 +70,12 @@ static void release_block(struct bm_zone *z, struct bm_page *p)
     unsigned order = p->order;
     struct bm_region *r = page_region(p);
     unsigned long pb0 = page_index(p) >> pageblock_order, npb = block_pageblocks(order);
-    uint64_t done[2] = {0, 0};      /* pageblocks released, at most 2^(13-1) */
+    uint64_t done[2] = {0, 0};      /* pageblocks released (at most 128) */
+    uint64_t resident[2] = {0, 0};  /* snapshot: the bitmap word is shared with
+                                     * neighbours that change under the lock */
+    for (unsigned long k = 0; k < npb; k++)
+        if (!pageblock_returned(r, pb0 + k))
+            resident[k / 64] |= 1ULL << (k % 64);
 
     bm_del_free(z, p, order);
     p->flags = PG_isolated;
@@ -81,26 +86,28 @@ static void release_block(struct bm_zone *z, struct bm_page *p)
     int advice = bm_g.opt.release_mode == BM_RELEASE_FREE ? MADV_FREE : MADV_DONTNEED;
     int saved = errno;
     unsigned long calls = 0;
+#define RESIDENT(k) ((resident[(k) / 64] >> ((k) % 64)) & 1)
     for (unsigned long i = 0; i < npb;) {
-        if (pageblock_returned(r, pb0 + i)) {   /* stable: the block is ours */
+        if (!RESIDENT(i)) {
             i++;
             continue;
         }
         unsigned long j = i;
-        while (j < npb && !pageblock_returned(r, pb0 + j))
+        while (j < npb && RESIDENT(j))
             j++;
         void *addr = (char *)r + ((pb0 + i) << (pageblock_order + BM_PAGE_SHIFT));
         size_t len = (j - i) << (pageblock_order + BM_PAGE_SHIFT);
         calls++;
         if (madvise(addr, len, advice) == 0)
-            for (unsigned long k = i; k < j && k < 128; k++)
+            for (unsigned long k = i; k < j; k++)
                 done[k / 64] |= 1ULL << (k % 64);
         i = j;
     }
+#undef RESIDENT
     errno = saved;
 
     bm_mutex_lock(&z->lock);
-    for (unsigned long k = 0; k < npb && k < 128; k++) {
+    for (unsigned long k = 0; k < npb; k++) {
         if (done[k / 64] >> (k % 64) & 1) {
             unsigned long pb = pb0 + k;
             r->pb_returned[pb / 64] |= 1ULL << (pb % 64);
