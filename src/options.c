@@ -39,7 +39,7 @@ static const struct opt_desc table[] = {
     { "pcp_high",           K_UINT,    F(pcp_high),                0, 1u << 20 },
     { "pcp_batch",          K_UINT,    F(pcp_batch),               0, 1u << 16 },
     { "release",            K_RELEASE, F(release_mode),            0, 2 },
-    { "release_delay_ms",   K_MS,      F(release_delay_ns),        0, 1ull << 40 },
+    { "release_delay_ms",   K_MS,      F(release_delay_ns),        0, 1000000000 },
     { "release_threshold",  K_SIZE,    F(release_threshold_pages), 0, 1ull << 46 },
     { "reserve_pageblocks", K_UINT,    F(reserve_pageblocks),      0, 128 },
     { "verbose",            K_UINT,    F(verbose),                 0, 9 },
@@ -132,7 +132,7 @@ static bool set_one(struct bm_options *o, const char *k, size_t kn, const char *
             x >>= BM_PAGE_SHIFT;
             break;
         case K_MS:
-            ok = parse_uint(v, vn, &x, false) && x <= (d->max / 1000000);
+            ok = parse_uint(v, vn, &x, false) && x <= d->max;
             x *= 1000000;
             break;
         case K_BOOL:

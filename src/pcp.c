@@ -82,9 +82,11 @@ static void free_pcppages_bulk(struct bm_zone *z, struct bm_pcp *pcp, int pages)
 {
     bm_mutex_lock(&z->lock);
     while (pages > 0 && pcp->count > 0) {
-        unsigned i = pcp->drain_rr;
-        while (list_empty(&pcp->lists[i]))
+        unsigned i = pcp->drain_rr, tried = 0;
+        while (list_empty(&pcp->lists[i]) && ++tried <= NR_PCP_LISTS)
             i = (i + 1) % NR_PCP_LISTS;
+        if (tried > NR_PCP_LISTS)
+            break;              /* count says pages, lists are empty: bm_check reports it */
         pcp->drain_rr = (i + 1) % NR_PCP_LISTS;
         struct bm_list *l = &pcp->lists[i];
         unsigned order = i / MIGRATE_PCPTYPES;

@@ -209,8 +209,10 @@ struct bm_zone {
 
     struct bm_zone_counters c;
 
-    /* per-CPU pagesets, nr_cpus of them, allocated from the zone itself */
-    struct bm_pcp *pcp;
+    /* per-CPU pagesets, nr_cpus of them, allocated from the zone itself.
+     * Read on every pageset operation: kept off the cache lines that the
+     * zone lock holder writes. */
+    struct bm_pcp *pcp __attribute__((aligned(BM_CACHELINE)));
     int pcp_high, pcp_batch;
 } __attribute__((aligned(BM_CACHELINE)));
 

@@ -58,6 +58,7 @@ Test(options, bad_values_keep_defaults, .init = cr_redirect_stderr)
     check_rejected("release=sometimes");
     check_rejected("release_threshold=12X");
     check_rejected("release_delay_ms=1.5");
+    check_rejected("release_delay_ms=1000000001");
     check_rejected("reserve_pageblocks=99999");
     check_rejected("pcp_high=99999999999999999999999");
     check_rejected("nonsense=1");

@@ -42,7 +42,7 @@ static void verify_block(char *p, unsigned order)
 static void *worker(void *arg)
 {
     uint64_t seed = 0x2545F4914F6CDD1Dull * ((uintptr_t)arg + 1);
-    int ops = 30000;
+    int ops = 100000;
     for (int i = 0; i < ops; i++) {
         unsigned k = (unsigned)(xorshift(&seed) % SLOTS);
         uintptr_t v = atomic_exchange(&shared[k], 0);
