@@ -13,12 +13,37 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #ifdef __cplusplus
 extern "C" {
 #endif
 
 #define BM_PAGE_BYTES 4096u
+
+/* ---- the malloc API --------------------------------------------------- *
+ * Same contracts as glibc's: every result 16-byte aligned (8 for requests
+ * of at most 8 bytes); malloc(0) a unique pointer; free(NULL) nothing;
+ * NULL with errno ENOMEM when memory cannot be had; realloc(p, 0) frees p
+ * and returns NULL; aligned variants take any power of two (EINVAL
+ * otherwise). Pointers that were not handed out, interior pointers and
+ * double frees are reported on stderr with the function and the address,
+ * then abort (docs/malloc.md says exactly what is caught where).
+ * libbuddymalloc also exports these under the standard names.
+ */
+void *bm_malloc(size_t size);
+void bm_free(void *p);
+void *bm_calloc(size_t n, size_t size);
+void *bm_realloc(void *p, size_t size);
+void *bm_reallocarray(void *p, size_t n, size_t size);
+void *bm_memalign(size_t alignment, size_t size);
+int bm_posix_memalign(void **out, size_t alignment, size_t size);
+void *bm_aligned_alloc(size_t alignment, size_t size);
+void *bm_valloc(size_t size);
+void *bm_pvalloc(size_t size);
+size_t bm_malloc_usable_size(void *p);
+/* free with the size asked for; a size larger than the block is reported. */
+void bm_free_sized(void *p, size_t size);
 
 /* ---- page allocation ---------------------------------------------------- */
 
@@ -53,9 +78,10 @@ int bm_pageblock_order(void);
 
 /* ---- memory return ---------------------------------------------------- */
 
-/* Drain the per-CPU pagesets and return free memory to the OS, keeping at
- * most pad bytes of free resident memory per zone. Returns 1 if any memory
- * was returned, 0 otherwise (malloc_trim's convention). */
+/* Give the calling thread's empty slabs back, free the empty slabs of
+ * exited threads, drain the per-CPU pagesets and return free memory to the
+ * OS, keeping at most pad bytes of free resident memory per zone. Returns 1
+ * if any memory was returned, 0 otherwise (malloc_trim's convention). */
 int bm_trim(size_t pad);
 
 /* Move every page on the per-CPU pagesets back to the buddy free lists. */
@@ -77,8 +103,35 @@ size_t bm_pagetypeinfo(char *buf, size_t size);
 size_t bm_extfrag_index(char *buf, size_t size);
 /* Per-CPU pageset counters (count/high/batch, hits, refills, drains). */
 size_t bm_pagesetinfo(char *buf, size_t size);
-/* Everything above plus zone counters, written to a file descriptor. */
+/* The kernel's /proc/slabinfo (version 2.1) for the size classes, then a
+ * table of each class's slab geometry and waste. */
+size_t bm_slabinfo(char *buf, size_t size);
+/* Everything: buddyinfo, pagetypeinfo, extfrag_index, pagesets, zone
+ * counters, slabinfo, huge allocations. */
 void bm_stats_fd(int fd);
+void bm_stats(FILE *f);
+
+struct bm_class_stats {
+    unsigned size;                  /* block size                              */
+    unsigned objs_per_slab;
+    unsigned pages_per_slab;
+    unsigned tail_waste;            /* bytes per slab after the last block      */
+    unsigned max_waste_permille;    /* worst internal waste of a request, 1/1000 */
+    unsigned long slabs;            /* slabs in existence                      */
+    unsigned long abandoned;        /* of which left by exited threads          */
+    uint64_t total_objs;            /* slabs * objs_per_slab                    */
+    uint64_t active_objs;           /* handed out and not freed                 */
+    uint64_t allocs, frees;         /* since start                             */
+};
+int bm_nr_classes(void);
+int bm_class_stats(int cls, struct bm_class_stats *out);
+
+struct bm_malloc_stats {
+    unsigned long heaps;            /* threads with a heap now                 */
+    uint64_t small_allocs, small_frees, small_active_bytes;
+    uint64_t huge_allocs, huge_frees, huge_live, huge_bytes;
+};
+int bm_malloc_stats(struct bm_malloc_stats *out);
 
 #define BM_MAX_ORDERS 16
 #define BM_MIGRATE_TYPES 4
@@ -104,6 +157,7 @@ struct bm_zone_stats {
     uint64_t release_calls;
     uint64_t released_pages;
     uint64_t enomem;
+    uint64_t zeroed_allocs;          /* blocks known zero when handed out (calloc) */
     uint64_t pcp_alloc_hit, pcp_refill, pcp_free_hit, pcp_drain, pcp_lock_miss;
 };
 

@@ -85,18 +85,26 @@ static void expand(struct bm_zone *z, struct bm_page *page, unsigned low, unsign
 }
 
 /* Pageblocks of block p..p+2^order that were not resident become resident:
- * the caller is about to hand the block out and its user will touch it. */
-void bm_mark_resident(struct bm_zone *z, struct bm_page *p, unsigned order)
+ * the caller is about to hand the block out and its user will touch it.
+ * Returns whether the whole block reads as zero (every pageblock untouched
+ * since it was fresh or given back with MADV_DONTNEED). */
+bool bm_mark_resident(struct bm_zone *z, struct bm_page *p, unsigned order)
 {
     struct bm_region *r = page_region(p);
     unsigned long pb = page_index(p) >> pageblock_order;
     unsigned long n = order > pageblock_order ? 1UL << (order - pageblock_order) : 1;
+    bool zero = true;
     for (unsigned long i = pb; i < pb + n; i++) {
+        uint64_t bit = 1ULL << (i % 64);
+        if (!(r->pb_zero[i / 64] & bit))
+            zero = false;
+        r->pb_zero[i / 64] &= ~bit;
         if (unlikely(pageblock_returned(r, i))) {
-            r->pb_returned[i / 64] &= ~(1ULL << (i % 64));
+            r->pb_returned[i / 64] &= ~bit;
             z->nr_returned_pages -= pageblock_nr_pages;
         }
     }
+    return zero;
 }
 
 static struct bm_page *rmqueue_smallest(struct bm_zone *z, unsigned order, int mt)
@@ -278,7 +286,8 @@ struct bm_page *bm_rmqueue(struct bm_zone *z, unsigned order, int mt)
         z->c.enomem++;
         return NULL;
     }
-    bm_mark_resident(z, p, order);
+    z->last_alloc_zeroed = bm_mark_resident(z, p, order);
+    z->c.zeroed_allocs += z->last_alloc_zeroed;
     z->c.alloc[order]++;
     p->order = (uint8_t)order;
     return p;

@@ -12,9 +12,11 @@
  */
 #include <string.h>
 
+#include "alloc.h"
 #include "buddymalloc.h"
 #include "fmt.h"
 #include "internal.h"
+#include "slab.h"
 
 struct ck {
     struct bm_buf b;
@@ -192,6 +194,64 @@ static void check_pcp(struct ck *c, struct bm_zone *z, struct counts *lists)
     }
 }
 
+/* A slab head's metadata and tail pages (always safe to read: written only
+ * when the slab is made or unmade, under no lock but before or after any
+ * other thread can reach it). */
+static void check_slab_meta(struct ck *c, struct bm_page *s)
+{
+    unsigned cls = s->slab.cls;
+    if (cls >= BM_NR_CLASSES || s->order != bm_classes[cls].order) {
+        fail(c, "slab with an impossible class or order", s, cls, s->order);
+        return;
+    }
+    if (s->slab.reserved > bm_classes[cls].capacity || s->slab.used > s->slab.reserved)
+        fail(c, "slab counters out of range (used, reserved)", s, s->slab.used,
+             s->slab.reserved);
+    for (unsigned long i = 1; i < (1UL << s->order); i++)
+        if (page_flags(&s[i]) != PG_tail || s[i].lru.next != &s->lru)
+            fail(c, "slab tail page does not point to its head", s, i, 0);
+}
+
+/* Count one free list of a slab into seen[], checking every block. */
+static unsigned long walk_slab_list(struct ck *c, struct bm_page *s, void *head, uint64_t *seen)
+{
+    const struct bm_class *k = &bm_classes[s->slab.cls];
+    uintptr_t base = (uintptr_t)page_to_addr(s);
+    unsigned long n = 0;
+    for (void *b = head; b; b = *(void **)b) {
+        uintptr_t a = (uintptr_t)b;
+        if (a < base || !slab_block_ok(s, a)) {
+            fail(c, "slab free list holds a pointer that is not a carved block", s, a - base, 0);
+            break;
+        }
+        unsigned long i = (a - base) / k->size;
+        if (seen[i / 64] & (1ULL << (i % 64))) {
+            fail(c, "slab block on a free list twice (double free or cycle)", s, i, 0);
+            break;
+        }
+        seen[i / 64] |= 1ULL << (i % 64);
+        n++;
+    }
+    return n;
+}
+
+/* The free lists of a slab nobody else is using now (the caller's own, or
+ * an abandoned one under its list lock): free + local + remote + used must
+ * be every carved block, each once. */
+static void bm_check_slab_lists(void *ctx, struct bm_page *s)
+{
+    struct ck *c = ctx;
+    uint64_t seen[(1u << 16) / 64];
+    unsigned reserved = s->slab.reserved;
+    memset(seen, 0, ((reserved + 63) / 64) * sizeof seen[0]);
+    unsigned long n = walk_slab_list(c, s, s->slab.free, seen);
+    n += walk_slab_list(c, s, s->slab.local_free, seen);
+    n += walk_slab_list(c, s, (void *)atomic_load(&s->slab.thread_free), seen);
+    if (n + s->slab.used != reserved)
+        fail(c, "slab free blocks + used differ from the carved blocks", s, n + s->slab.used,
+             reserved);
+}
+
 /* The mem_map view: every usable page of every region is fresh or under
  * exactly one block head. */
 static void check_regions(struct ck *c, struct bm_zone *z, struct counts *walk)
@@ -215,6 +275,8 @@ static void check_regions(struct ck *c, struct bm_zone *z, struct counts *walk)
         if (r->fresh_next < REGION_PAGES)
             fresh_seen = true;
         for (unsigned long pb = REGION_FIRST_PAGE >> pageblock_order; pb < REGION_PAGEBLOCKS; pb++) {
+            if ((r->pb_zero[pb / 64] >> (pb % 64) & 1) && !pageblock_returned(r, pb))
+                fail(c, "pageblock marked zero but resident", NULL, pb, 0);
             if (pageblock_returned(r, pb))
                 returned += pageblock_nr_pages;
             else if (pb >= r->fresh_next >> pageblock_order)
@@ -233,12 +295,22 @@ static void check_regions(struct ck *c, struct bm_zone *z, struct counts *walk)
                 i++;
                 continue;
             }
-            if (o >= MAX_ORDER || (i & ((1UL << o) - 1)) || i + (1UL << o) > r->fresh_next) {
-                fail(c, "block head with an impossible order or alignment", p, i, o);
+            /* a malloc'ed run covers npages, not 2^order */
+            unsigned long span = (p->flags & PG_large) ? p->large.npages : 1UL << o;
+            if (o >= MAX_ORDER || (i & ((1UL << o) - 1)) || !span || i + span > r->fresh_next) {
+                fail(c, "block head with an impossible order, size or alignment", p, i, o);
                 i++;
                 continue;
             }
-            unsigned long npb = o > pageblock_order ? 1UL << (o - pageblock_order) : 1;
+            if ((p->flags & PG_large) && (kinds != PG_alloc || span > (1UL << o) * 16))
+                fail(c, "page run with impossible flags or size", p, i, span);
+            if (p->flags & PG_slab) {
+                if (kinds != PG_alloc)
+                    fail(c, "slab head that is not allocated", p, i, kinds);
+                else
+                    check_slab_meta(c, p);
+            }
+            unsigned long npb = ((i + span - 1) >> pageblock_order) - (i >> pageblock_order) + 1;
             int mt = r->pb_mt[i >> pageblock_order];
             if (kinds == PG_buddy) {
                 walk->blocks[o][mt]++;
@@ -254,7 +326,7 @@ static void check_regions(struct ck *c, struct bm_zone *z, struct counts *walk)
                 if (kinds == PG_pcp)
                     walk->pcp_pages += 1UL << o;
                 else if (kinds == PG_alloc)
-                    walk->alloc_pages += 1UL << o;
+                    walk->alloc_pages += span;
                 else
                     walk->isolated_pages += 1UL << o;
                 if (kinds != PG_isolated)
@@ -262,7 +334,7 @@ static void check_regions(struct ck *c, struct bm_zone *z, struct counts *walk)
                         if (pageblock_returned(r, (i >> pageblock_order) + k))
                             fail(c, "block in use inside a returned pageblock", p, i, 0);
             }
-            i += 1UL << o;
+            i += span;
         }
     }
     if (nregions != z->nr_regions)
@@ -319,6 +391,10 @@ BM_API long bm_check(int fd)
         bm_buf_fd(&c.b, fd, scratch, sizeof scratch);
     else
         bm_buf_mem(&c.b, scratch, 0);
+    /* Slab free lists that are safe to walk: the calling thread's own and
+     * the abandoned ones (under their lock), before any zone lock is taken
+     * (lock order: abandoned list, pageset, zone). */
+    bm_slab_for_each_quiet(bm_check_slab_lists, &c);
     for (int n = 0; n < bm_g.nr_nodes; n++)
         check_zone(&c, &bm_g.zones[n]);
     if (fd >= 0)

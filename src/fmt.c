@@ -15,6 +15,8 @@ void bm_buf_mem(struct bm_buf *b, char *buf, size_t cap)
     b->len = 0;
     b->total = 0;
     b->fd = -1;
+    b->sink = NULL;
+    b->ctx = NULL;
     if (cap)
         buf[0] = '\0';
 }
@@ -25,8 +27,23 @@ void bm_buf_fd(struct bm_buf *b, int fd, char *scratch, size_t cap)
     b->fd = fd;
 }
 
+void bm_buf_sink(struct bm_buf *b, void (*sink)(void *, const char *, size_t), void *ctx,
+                 char *scratch, size_t cap)
+{
+    bm_buf_fd(b, 0, scratch, cap);
+    b->sink = sink;
+    b->ctx = ctx;
+}
+
 static void flush(struct bm_buf *b)
 {
+    if (b->sink) {
+        if (b->len)
+            b->sink(b->ctx, b->buf, b->len);
+        b->total += b->len;
+        b->len = 0;
+        return;
+    }
     size_t off = 0;
     while (off < b->len) {
         ssize_t n = write(b->fd, b->buf + off, b->len - off);

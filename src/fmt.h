@@ -13,13 +13,18 @@
 struct bm_buf {
     char *buf;
     size_t cap;
-    size_t len;     /* bytes produced (snprintf-style), or pending when fd >= 0 */
-    size_t total;   /* bytes produced in all, fd mode */
-    int fd;         /* -1: memory buffer */
+    size_t len;     /* bytes produced (snprintf-style), or pending when streaming */
+    size_t total;   /* bytes produced in all, when streaming */
+    int fd;         /* -1: memory buffer; >= 0: stream to fd, or to sink */
+    void (*sink)(void *ctx, const char *s, size_t n);
+    void *ctx;
 };
 
 void bm_buf_mem(struct bm_buf *b, char *buf, size_t cap);
 void bm_buf_fd(struct bm_buf *b, int fd, char *scratch, size_t cap);
+/* Stream through sink(ctx, text, n) instead of a file descriptor. */
+void bm_buf_sink(struct bm_buf *b, void (*sink)(void *, const char *, size_t), void *ctx,
+                 char *scratch, size_t cap);
 size_t bm_buf_finish(struct bm_buf *b);   /* flush; returns bytes produced */
 
 void bm_puts(struct bm_buf *b, const char *s);

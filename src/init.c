@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "internal.h"
+#include "slab.h"
 
 struct bm_global bm_g;
 static bm_spinlock_t init_lock;
@@ -61,6 +62,9 @@ BM_COLD void bm_init_slow(void)
         bm_g.nr_cpus = possible_cpus();
         bm_g.rseq_ok = __rseq_size > 0;
         bm_g.nr_nodes = 1;
+        bm_size_classes_init();
+        bm_slabs_init();
+        bm_heaps_init();
         for (int n = 0; n < bm_g.nr_nodes; n++)
             zone_bootstrap(&bm_g.zones[n], n);
         atomic_store_explicit(&bm_g.initialised, 1, memory_order_release);

@@ -219,7 +219,7 @@ void bm_free_one_page(struct bm_zone *z, struct bm_page *p, unsigned order); /* 
 void bm_add_free(struct bm_zone *z, struct bm_page *p, unsigned order, int mt,
                  uint64_t freed_ns);
 void bm_del_free(struct bm_zone *z, struct bm_page *p, unsigned order);
-void bm_mark_resident(struct bm_zone *z, struct bm_page *p, unsigned order);
+bool bm_mark_resident(struct bm_zone *z, struct bm_page *p, unsigned order);
 void bm_zone_setup_reserve(struct bm_zone *z, int nr);
 
 /* ---- pcp.c ------------------------------------------------------------- */

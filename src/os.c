@@ -28,13 +28,17 @@ void bm_mutex_lock_slow(bm_mutex_t *m)
             return;
         __builtin_ia32_pause();
     }
+    int saved = errno;              /* free() must not change errno */
     while (atomic_exchange_explicit(&m->v, 2, memory_order_acquire) != 0)
         syscall(SYS_futex, &m->v, FUTEX_WAIT_PRIVATE, 2, NULL, NULL, 0);
+    errno = saved;
 }
 
 void bm_mutex_wake(bm_mutex_t *m)
 {
+    int saved = errno;
     syscall(SYS_futex, &m->v, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
+    errno = saved;
 }
 
 /* Pageset locks are held for a handful of list operations (or one refill);

@@ -7,6 +7,7 @@
 #include "buddymalloc.h"
 #include "internal.h"
 #include "pcp.h"
+#include "slab.h"
 
 static inline int gfp_migratetype(unsigned order, unsigned gfp)
 {
@@ -104,7 +105,7 @@ static inline struct bm_page *lookup_block(const void *addr, const char **why)
     }
     struct bm_page *p = addr_to_page(a);
     unsigned flags = page_flags(p);
-    if ((flags & (PG_alloc | PG_internal)) != PG_alloc) {
+    if ((flags & (PG_alloc | PG_internal | PG_slab | PG_large)) != PG_alloc) {
         *why = (flags & (PG_buddy | PG_pcp)) ? "double free (block is already free)"
                                                 : "not the start of an allocated block";
         return NULL;
@@ -149,6 +150,8 @@ BM_API int bm_trim(size_t pad)
 {
     bm_ensure_init();
     unsigned long released = 0;
+    bm_heap_trim_current();
+    bm_slab_reclaim_abandoned();
     for (int n = 0; n < bm_g.nr_nodes; n++) {
         struct bm_zone *z = &bm_g.zones[n];
         bm_pcp_drain_zone(z);

@@ -72,6 +72,7 @@ bool bm_region_add(struct bm_zone *z)
      * first user of a fresh block retypes it (bm_carve_fresh). */
     memset(r->pb_mt, MIGRATE_PAGES, sizeof r->pb_mt);
     memset(r->pb_returned, 0xff, sizeof r->pb_returned);   /* never touched */
+    memset(r->pb_zero, 0xff, sizeof r->pb_zero);
 
     r->next = z->regions;
     z->regions = r;

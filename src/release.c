@@ -111,6 +111,8 @@ static void release_block(struct bm_zone *z, struct bm_page *p)
         if (done[k / 64] >> (k % 64) & 1) {
             unsigned long pb = pb0 + k;
             r->pb_returned[pb / 64] |= 1ULL << (pb % 64);
+            if (advice == MADV_DONTNEED)
+                r->pb_zero[pb / 64] |= 1ULL << (pb % 64);
             z->nr_returned_pages += pageblock_nr_pages;
             z->c.released_pages += pageblock_nr_pages;
         }

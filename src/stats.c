@@ -9,6 +9,8 @@
 #include "buddymalloc.h"
 #include "fmt.h"
 #include "internal.h"
+#include "large.h"
+#include "slab.h"
 
 _Static_assert(MAX_ORDER <= BM_MAX_ORDERS, "BM_MAX_ORDERS too small");
 _Static_assert(MIGRATE_TYPES == BM_MIGRATE_TYPES, "BM_MIGRATE_TYPES out of date");
@@ -62,6 +64,7 @@ static void snapshot(struct bm_zone *z, struct bm_zone_stats *s)
     s->release_calls = z->c.release_calls;
     s->released_pages = z->c.released_pages;
     s->enomem = z->c.enomem;
+    s->zeroed_allocs = z->c.zeroed_allocs;
     bm_mutex_unlock(&z->lock);
 
     /* Pageset counters are read without their locks: a statistic. */
@@ -292,6 +295,136 @@ static void counters(struct bm_buf *b)
     }
 }
 
+/* ---- slab classes ------------------------------------------------------ */
+
+BM_API int bm_nr_classes(void) { return BM_NR_CLASSES; }
+
+static void class_stats(unsigned c, const uint64_t *nalloc, const uint64_t *nfree,
+                        struct bm_class_stats *o)
+{
+    const struct bm_class *k = &bm_classes[c];
+    memset(o, 0, sizeof *o);
+    o->size = k->size;
+    o->objs_per_slab = k->capacity;
+    o->pages_per_slab = 1u << k->order;
+    o->tail_waste = (unsigned)((BM_PAGE_SIZE << k->order) - (size_t)k->capacity * k->size);
+    /* the worst request is one byte above the previous class */
+    unsigned prev = c ? bm_classes[c - 1].size : 0;
+    o->max_waste_permille = (unsigned)((uint64_t)(k->size - prev - 1) * 1000 / k->size);
+    o->slabs = atomic_load_explicit(&bm_slab_stats[c].slabs, memory_order_relaxed);
+    o->abandoned = atomic_load_explicit(&bm_slab_stats[c].abandoned, memory_order_relaxed);
+    o->total_objs = (uint64_t)o->slabs * k->capacity;
+    o->allocs = nalloc[c];
+    o->frees = nfree[c];
+    o->active_objs = nalloc[c] > nfree[c] ? nalloc[c] - nfree[c] : 0;
+}
+
+BM_API int bm_class_stats(int cls, struct bm_class_stats *out)
+{
+    uint64_t nalloc[BM_NR_CLASSES], nfree[BM_NR_CLASSES];
+    unsigned long heaps;
+    bm_ensure_init();
+    if (cls < 0 || cls >= BM_NR_CLASSES)
+        return -1;
+    bm_heap_counts(nalloc, nfree, &heaps);
+    class_stats((unsigned)cls, nalloc, nfree, out);
+    return 0;
+}
+
+BM_API int bm_malloc_stats(struct bm_malloc_stats *out)
+{
+    uint64_t nalloc[BM_NR_CLASSES], nfree[BM_NR_CLASSES];
+    bm_ensure_init();
+    memset(out, 0, sizeof *out);
+    bm_heap_counts(nalloc, nfree, &out->heaps);
+    for (unsigned c = 0; c < BM_NR_CLASSES; c++) {
+        out->small_allocs += nalloc[c];
+        out->small_frees += nfree[c];
+        if (nalloc[c] > nfree[c])
+            out->small_active_bytes += (nalloc[c] - nfree[c]) * bm_classes[c].size;
+    }
+    bm_huge_stats(&out->huge_allocs, &out->huge_frees, &out->huge_live, &out->huge_bytes);
+    return 0;
+}
+
+/* /proc/slabinfo, version 2.1, one line per size class named bm-SIZE; then
+ * the geometry and waste of each class. */
+static void slabinfo(struct bm_buf *b)
+{
+    uint64_t nalloc[BM_NR_CLASSES], nfree[BM_NR_CLASSES];
+    unsigned long heaps;
+    struct bm_class_stats cs[BM_NR_CLASSES];
+    bm_heap_counts(nalloc, nfree, &heaps);
+    for (unsigned c = 0; c < BM_NR_CLASSES; c++)
+        class_stats(c, nalloc, nfree, &cs[c]);
+
+    bm_puts(b, "slabinfo - version: 2.1\n"
+               "# name            <active_objs> <num_objs> <objsize> <objperslab> "
+               "<pagesperslab> : tunables <limit> <batchcount> <sharedfactor> : slabdata "
+               "<active_slabs> <num_slabs> <sharedavail>\n");
+    for (unsigned c = 0; c < BM_NR_CLASSES; c++) {
+        char name[24];
+        struct bm_buf nb;
+        bm_buf_mem(&nb, name, sizeof name);
+        bm_puts(&nb, "bm-");
+        bm_putu(&nb, cs[c].size, 0);
+        bm_putsw(b, name, -17);
+        bm_putc(b, ' ');
+        bm_putu(b, cs[c].active_objs, 6);
+        bm_putc(b, ' ');
+        bm_putu(b, cs[c].total_objs, 6);
+        bm_putc(b, ' ');
+        bm_putu(b, cs[c].size, 6);
+        bm_putc(b, ' ');
+        bm_putu(b, cs[c].objs_per_slab, 4);
+        bm_putc(b, ' ');
+        bm_putu(b, cs[c].pages_per_slab, 4);
+        bm_puts(b, " : tunables    0    0    0 : slabdata ");
+        bm_putu(b, cs[c].slabs, 6);
+        bm_putc(b, ' ');
+        bm_putu(b, cs[c].slabs, 6);
+        bm_putc(b, ' ');
+        bm_putu(b, 0, 6);
+        bm_putc(b, '\n');
+    }
+    bm_puts(b, "\n# class geometry: tail waste per slab, worst internal waste of a request, "
+               "slabs left by exited threads\n");
+    bm_puts(b, "#  size objs pages tail_waste max_waste abandoned   allocs    frees\n");
+    for (unsigned c = 0; c < BM_NR_CLASSES; c++) {
+        bm_putu(b, cs[c].size, 7);
+        bm_putu(b, cs[c].objs_per_slab, 5);
+        bm_putu(b, cs[c].pages_per_slab, 6);
+        bm_putu(b, cs[c].tail_waste, 9);
+        bm_puts(b, "B");
+        bm_putmilli(b, (int64_t)cs[c].max_waste_permille * 100, 9);
+        bm_puts(b, "%");
+        bm_putu(b, cs[c].abandoned, 10);
+        bm_putu(b, cs[c].allocs, 9);
+        bm_putu(b, cs[c].frees, 9);
+        bm_putc(b, '\n');
+    }
+    bm_puts(b, "threads with a heap: ");
+    bm_putu(b, heaps, 0);
+    bm_putc(b, '\n');
+}
+
+static void huge_info(struct bm_buf *b)
+{
+    uint64_t allocs, frees, live, bytes;
+    bm_huge_stats(&allocs, &frees, &live, &bytes);
+    bm_puts(b, "huge (own mmap, above ");
+    bm_putu(b, (BM_PAGE_SIZE << (MAX_ORDER - 1)) >> 10, 0);
+    bm_puts(b, " KiB): allocs ");
+    bm_putu(b, allocs, 0);
+    bm_puts(b, ", frees ");
+    bm_putu(b, frees, 0);
+    bm_puts(b, ", live ");
+    bm_putu(b, live, 0);
+    bm_puts(b, ", bytes ");
+    bm_putu(b, bytes, 0);
+    bm_putc(b, '\n');
+}
+
 static size_t to_mem(void (*fn)(struct bm_buf *), char *buf, size_t size)
 {
     struct bm_buf b;
@@ -305,6 +438,9 @@ BM_API size_t bm_buddyinfo(char *buf, size_t size) { return to_mem(buddyinfo, bu
 BM_API size_t bm_pagetypeinfo(char *buf, size_t size) { return to_mem(pagetypeinfo, buf, size); }
 BM_API size_t bm_extfrag_index(char *buf, size_t size) { return to_mem(extfrag_index, buf, size); }
 BM_API size_t bm_pagesetinfo(char *buf, size_t size) { return to_mem(pagesetinfo, buf, size); }
+BM_API size_t bm_slabinfo(char *buf, size_t size) { return to_mem(slabinfo, buf, size); }
+
+static void all_stats(struct bm_buf *b);
 
 BM_API void bm_stats_fd(int fd)
 {
@@ -312,15 +448,39 @@ BM_API void bm_stats_fd(int fd)
     struct bm_buf b;
     bm_ensure_init();
     bm_buf_fd(&b, fd, scratch, sizeof scratch);
-    bm_puts(&b, "=== buddymalloc " BM_VERSION " ===\n--- buddyinfo ---\n");
-    buddyinfo(&b);
-    bm_puts(&b, "--- pagetypeinfo ---\n");
-    pagetypeinfo(&b);
-    bm_puts(&b, "--- extfrag_index ---\n");
-    extfrag_index(&b);
-    bm_puts(&b, "--- pagesets ---\n");
-    pagesetinfo(&b);
-    bm_puts(&b, "--- zone counters ---\n");
-    counters(&b);
+    all_stats(&b);
     bm_buf_finish(&b);
+}
+
+static void to_file(void *ctx, const char *s, size_t n) { fwrite(s, 1, n, (FILE *)ctx); }
+
+/* For programs: through the FILE's own buffer. The text is formatted from
+ * snapshots after every lock is dropped, so fwrite may allocate. */
+BM_API void bm_stats(FILE *f)
+{
+    char scratch[1024];
+    struct bm_buf b;
+    bm_ensure_init();
+    bm_buf_sink(&b, to_file, f, scratch, sizeof scratch);
+    all_stats(&b);
+    bm_buf_finish(&b);
+    fflush(f);
+}
+
+static void all_stats(struct bm_buf *b)
+{
+    bm_puts(b, "=== buddymalloc " BM_VERSION " ===\n--- buddyinfo ---\n");
+    buddyinfo(b);
+    bm_puts(b, "--- pagetypeinfo ---\n");
+    pagetypeinfo(b);
+    bm_puts(b, "--- extfrag_index ---\n");
+    extfrag_index(b);
+    bm_puts(b, "--- pagesets ---\n");
+    pagesetinfo(b);
+    bm_puts(b, "--- zone counters ---\n");
+    counters(b);
+    bm_puts(b, "--- slabinfo ---\n");
+    slabinfo(b);
+    bm_puts(b, "--- huge ---\n");
+    huge_info(b);
 }

@@ -106,19 +106,48 @@ enum {
     PG_isolated = 1u << 3,  /* taken off the free lists while madvise runs     */
     PG_dirty    = 1u << 4,  /* PG_buddy block >= pageblock order, on dirty_list */
     PG_internal = 1u << 5,  /* allocated for the allocator's own metadata      */
+    PG_slab     = 1u << 6,  /* PG_alloc head of a slab: page->slab is valid     */
+    PG_tail     = 1u << 7,  /* tail page of a slab: lru.next is the head        */
+    PG_large    = 1u << 8,  /* PG_alloc head of a malloc'ed run of pages:
+                             * page->large.npages is valid                     */
 };
 
+/* A slab's metadata lives in its head descriptor (no header in the slab
+ * itself, so blocks start page-aligned and the slab's memory is touched only
+ * as blocks are handed out). */
+struct bm_slab_meta {
+    void *free;                     /* blocks to hand out (owner only)       */
+    void *local_free;               /* blocks freed by the owner             */
+    _Atomic(uintptr_t) thread_free; /* blocks freed by other threads (push)  */
+    _Atomic(uintptr_t) heap;        /* owning heap, | SLAB_FULL while on the
+                                     * full queue; 0 when abandoned          */
+    uint16_t used;                  /* handed out and not yet collected back */
+    uint16_t reserved;              /* blocks carved so far (lazy extension)  */
+    uint8_t  cls;                   /* size class                             */
+    uint8_t  _pad[3];
+};
+#define SLAB_FULL ((uintptr_t)1)
+
 struct bm_page {
-    struct bm_list lru;     /* free_list / pcp list link                     */
+    struct bm_list lru;     /* free_list / pcp list / heap slab queue link;
+                             * on a slab tail page, lru.next = head         */
     uint16_t flags;
     uint8_t  order;         /* block order, valid on heads                   */
     uint8_t  mt;            /* migrate type asked for when allocated/on pcp,
                              * | MT_NOPCP if it must bypass the pagesets    */
     uint16_t node;
     uint16_t _pad;
-    struct bm_list dirty;   /* zone->dirty_list link (PG_dirty blocks)       */
-    uint64_t freed_ns;      /* when a PG_dirty block became free             */
-    uintptr_t priv[2];      /* room for the slab layer                       */
+    union {
+        struct {                    /* free blocks (buddy)                   */
+            struct bm_list dirty;   /* zone->dirty_list link (PG_dirty)      */
+            uint64_t freed_ns;      /* when a PG_dirty block became free     */
+            uintptr_t priv[2];
+        };
+        struct bm_slab_meta slab;   /* PG_slab heads                          */
+        struct {                    /* PG_large heads                         */
+            uint64_t npages;        /* pages in use from the head on          */
+        } large;
+    };
 };
 _Static_assert(sizeof(struct bm_page) == 64, "struct bm_page is one cache line");
 
@@ -142,6 +171,8 @@ struct bm_region {
     uint32_t index;                 /* creation order, for reports            */
     uint8_t  pb_mt[REGION_PAGEBLOCKS];              /* pageblock migrate type */
     uint64_t pb_returned[(REGION_PAGEBLOCKS + 63) / 64]; /* 1 = not resident */
+    uint64_t pb_zero[(REGION_PAGEBLOCKS + 63) / 64];     /* 1 = reads as zero
+                                     * (never touched, or MADV_DONTNEED)    */
 };
 _Static_assert(sizeof(struct bm_region) <= REGION_FIRST_PAGE * sizeof(struct bm_page),
                "region header must fit in the mem_map's unused descriptors");
@@ -182,6 +213,7 @@ struct bm_zone_counters {
     uint64_t released_pages;        /* pages returned to the OS, cumulative  */
     uint64_t reused_pages;          /* returned pages that came back into use */
     uint64_t enomem;                /* allocations that found nothing        */
+    uint64_t zeroed_allocs;         /* blocks handed out known to be zero    */
 };
 
 struct bm_zone {
@@ -208,6 +240,9 @@ struct bm_zone {
     unsigned long nr_returned_pages;    /* pages in returned pageblocks      */
 
     struct bm_zone_counters c;
+    bool last_alloc_zeroed;         /* set by bm_rmqueue for its caller, under
+                                     * the same lock hold: every pageblock of
+                                     * the block read as zero                */
 
     /* per-CPU pagesets, nr_cpus of them, allocated from the zone itself.
      * Read on every pageset operation: kept off the cache lines that the
@@ -215,6 +250,28 @@ struct bm_zone {
     struct bm_pcp *pcp __attribute__((aligned(BM_CACHELINE)));
     int pcp_high, pcp_batch;
 } __attribute__((aligned(BM_CACHELINE)));
+
+/* ---- thread heaps (heap.c, slab.c) -------------------------------------- */
+
+#include "size_class.h"
+
+struct bm_heap_class {
+    struct bm_list partial;         /* slabs with free blocks, not current    */
+    struct bm_list full;            /* slabs that had none when last looked at */
+    unsigned long nr_partial, nr_full;
+};
+
+struct bm_heap {
+    /* fast path: the current slab of each class (never NULL: an empty
+     * static slab stands in), and counters only this thread writes */
+    struct bm_page *cur[BM_NR_CLASSES];
+    uint64_t nalloc[BM_NR_CLASSES]; /* blocks this thread allocated         */
+    uint64_t nfree[BM_NR_CLASSES];  /* blocks this thread freed, any owner   */
+    struct bm_heap_class q[BM_NR_CLASSES];
+    struct bm_heap *next;           /* live list or pool                      */
+    struct bm_heap **pprev;         /* live list back link                    */
+    int dead;                       /* torn down, waiting in the pool          */
+};
 
 /* ---- options (options.c) ----------------------------------------------- */
 

@@ -1,0 +1,265 @@
+/*
+ * alloc.c - the malloc API (bm_* names; override.c gives the standard
+ * names the same code): size dispatch, calloc, realloc, aligned
+ * allocation, usable size, and every path that is not a small block.
+ *
+ * What a pointer is, is read from where it lies: inside a region, its page
+ * descriptor says slab block, run of pages (PG_large) or nothing of ours;
+ * outside every region, the huge table knows it or it is foreign.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "alloc.h"
+#include "buddymalloc.h"
+#include "large.h"
+#include "slab.h"
+
+#define PAGES(n) (((n) + BM_PAGE_SIZE - 1) >> BM_PAGE_SHIFT)
+
+/* Anything above the slab classes, or aligned beyond them. */
+void *bm_malloc_large(size_t size, size_t align, bool zero, const char *fn)
+{
+    (void)fn;
+    if (unlikely(size > PTRDIFF_MAX)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    size_t npages = PAGES(size ? size : 1);
+    unsigned align_order = 0;
+    if (align > BM_PAGE_SIZE)
+        align_order = (unsigned)__builtin_ctzl(align) - BM_PAGE_SHIFT;
+    if (npages <= MAX_ORDER_NR_PAGES && align_order < MAX_ORDER) {
+        bool zeroed = false;
+        struct bm_page *p = bm_large_alloc(npages, align_order, &zeroed);
+        if (!p)
+            return NULL;
+        void *a = page_to_addr(p);
+        if (zero && !zeroed)
+            memset(a, 0, size);
+        return a;
+    }
+    return bm_huge_alloc(size, align);          /* mmap: zero already */
+}
+
+enum kind { K_SLAB, K_LARGE, K_HUGE };
+
+/* What p is, or a report naming fn if it is nothing we handed out. */
+static enum kind classify(void *p, const char *fn, struct bm_page **pd, size_t *usable)
+{
+    uintptr_t a = (uintptr_t)p;
+    if (bm_addr_in_region(a)) {
+        struct bm_page *d = addr_to_page(a);
+        if ((a & REGION_MASK) >> BM_PAGE_SHIFT < REGION_FIRST_PAGE)
+            bm_fatal_bad_pointer(fn, p, "invalid pointer (allocator metadata)");
+        unsigned f = page_flags(d);
+        if (f & PG_tail) {
+            d = (struct bm_page *)d->lru.next;
+            f = page_flags(d);
+        }
+        if (f & PG_slab) {
+            if (!slab_block_ok(d, a))
+                bm_fatal_bad_pointer(fn, p, "invalid pointer (inside a slab but not at a block start)");
+            *pd = d;
+            *usable = bm_classes[d->slab.cls].size;
+            return K_SLAB;
+        }
+        if ((f & (PG_alloc | PG_large)) == (PG_alloc | PG_large) && !(a & (BM_PAGE_SIZE - 1))) {
+            *pd = d;
+            *usable = d->large.npages << BM_PAGE_SHIFT;
+            return K_LARGE;
+        }
+        if (f & (PG_buddy | PG_pcp))
+            bm_fatal_bad_pointer(fn, p, "double free (the memory is already free)");
+        bm_fatal_bad_pointer(fn, p, "invalid pointer (not the start of an allocated block)");
+    }
+    size_t n = bm_huge_usable(p);
+    if (!n)
+        bm_fatal_bad_pointer(fn, p, "invalid pointer (not allocated by buddymalloc)");
+    *pd = NULL;
+    *usable = n;
+    return K_HUGE;
+}
+
+/* Out of line part of free: NULL, runs of pages, huge, bad pointers. */
+BM_COLD void bm_free_other(void *p, const char *fn)
+{
+    if (!p)
+        return;
+    uintptr_t a = (uintptr_t)p;
+    if (bm_addr_in_region(a)) {
+        struct bm_page *d;
+        size_t usable;
+        enum kind k = classify(p, fn, &d, &usable);
+        if (k == K_LARGE)
+            bm_large_free(d);
+        else                                /* a slab block after all */
+            bm_free_slab_slow(d, p, bm_tls_heap, fn);
+        return;
+    }
+    if (!bm_huge_free(p))
+        bm_fatal_bad_pointer(fn, p, "invalid pointer (not allocated by buddymalloc)");
+}
+
+void *bm_calloc_fn(size_t n, size_t size)
+{
+    size_t total;
+    if (unlikely(__builtin_mul_overflow(n, size, &total))) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    if (likely(total <= BM_SLAB_MAX)) {
+        void *p = bm_malloc_class(bm_size_to_class(total));
+        if (likely(p))
+            memset(p, 0, total);
+        return p;
+    }
+    return bm_malloc_large(total, 0, true, "calloc");
+}
+
+void *bm_realloc_fn(void *p, size_t n, const char *fn)
+{
+    if (!p)
+        return bm_malloc_inline(n);
+    if (n == 0) {                       /* glibc: free and return NULL */
+        bm_free_inline(p, fn);
+        return NULL;
+    }
+    struct bm_page *d;
+    size_t usable;
+    enum kind k = classify(p, fn, &d, &usable);
+    switch (k) {
+    case K_SLAB:
+        /* In place while the block is at most twice what is asked. */
+        if (n <= usable && (usable <= 16 || n > usable / 2))
+            return p;
+        break;
+    case K_LARGE:
+        if (n > BM_SLAB_MAX && PAGES(n) <= MAX_ORDER_NR_PAGES << 4 &&
+            bm_large_resize(d, PAGES(n)))
+            return p;
+        break;
+    case K_HUGE:
+        if (n > (MAX_ORDER_NR_PAGES << BM_PAGE_SHIFT)) {
+            void *q = bm_huge_realloc(p, n);
+            if (q)
+                return q;
+            return NULL;
+        }
+        break;
+    }
+    void *q = bm_malloc_inline(n);
+    if (!q)
+        return NULL;                    /* p is untouched, errno ENOMEM */
+    memcpy(q, p, n < usable ? n : usable);
+    bm_free_inline(p, fn);
+    return q;
+}
+
+/* align is a power of two. */
+void *bm_memalign_fn(size_t align, size_t size, const char *fn)
+{
+    if (align <= 16)
+        return bm_malloc_inline(size);
+    if (size <= BM_SLAB_MAX && align <= BM_SLAB_MAX) {
+        /* a class whose size is a multiple of align: its blocks are aligned,
+         * slabs being aligned to at least their block size */
+        for (unsigned c = bm_size_to_class(size); c < BM_NR_CLASSES; c++)
+            if (bm_classes[c].size % align == 0)
+                return bm_malloc_class(c);
+    }
+    return bm_malloc_large(size, align, false, fn);
+}
+
+size_t bm_usable_fn(void *p, const char *fn)
+{
+    if (!p)
+        return 0;
+    struct bm_page *d;
+    size_t usable;
+    classify(p, fn, &d, &usable);
+    return usable;
+}
+
+static bool power_of_two(size_t a) { return a && !(a & (a - 1)); }
+
+int bm_posix_memalign_fn(void **out, size_t align, size_t size, const char *fn)
+{
+    if (!power_of_two(align) || align < sizeof(void *))
+        return EINVAL;
+    int saved = errno;
+    void *p = bm_memalign_fn(align, size, fn);
+    errno = saved;
+    if (!p)
+        return ENOMEM;
+    *out = p;
+    return 0;
+}
+
+void *bm_aligned_fn(size_t align, size_t size, const char *fn)
+{
+    if (!power_of_two(align)) {
+        errno = EINVAL;
+        return NULL;
+    }
+    return bm_memalign_fn(align, size, fn);
+}
+
+void *bm_pvalloc_fn(size_t size, const char *fn)
+{
+    size_t rounded = (size + BM_PAGE_SIZE - 1) & ~(BM_PAGE_SIZE - 1);
+    if (rounded < size) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return bm_memalign_fn(BM_PAGE_SIZE, rounded ? rounded : BM_PAGE_SIZE, fn);
+}
+
+void *bm_reallocarray_fn(void *p, size_t n, size_t size, const char *fn)
+{
+    size_t total;
+    if (__builtin_mul_overflow(n, size, &total)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    return bm_realloc_fn(p, total, fn);
+}
+
+void bm_free_sized_fn(void *p, size_t size, const char *fn)
+{
+    if (!p)
+        return;
+    struct bm_page *d;
+    size_t usable;
+    classify(p, fn, &d, &usable);
+    if (size > usable)
+        bm_fatal_bad_pointer(fn, p, "size given is larger than the block (wrong sized free)");
+    bm_free_inline(p, fn);
+}
+
+/* ---- the bm_ names ------------------------------------------------------- */
+
+BM_API void *bm_malloc(size_t size) { return bm_malloc_inline(size); }
+BM_API void bm_free(void *p) { bm_free_inline(p, "bm_free"); }
+BM_API void *bm_calloc(size_t n, size_t size) { return bm_calloc_fn(n, size); }
+BM_API void *bm_realloc(void *p, size_t n) { return bm_realloc_fn(p, n, "bm_realloc"); }
+BM_API void *bm_reallocarray(void *p, size_t n, size_t size)
+{
+    return bm_reallocarray_fn(p, n, size, "bm_reallocarray");
+}
+BM_API void *bm_memalign(size_t align, size_t size)
+{
+    return bm_aligned_fn(align, size, "bm_memalign");
+}
+BM_API int bm_posix_memalign(void **out, size_t align, size_t size)
+{
+    return bm_posix_memalign_fn(out, align, size, "bm_posix_memalign");
+}
+BM_API void *bm_aligned_alloc(size_t align, size_t size)
+{
+    return bm_aligned_fn(align, size, "bm_aligned_alloc");
+}
+BM_API void *bm_valloc(size_t size) { return bm_memalign_fn(BM_PAGE_SIZE, size, "bm_valloc"); }
+BM_API void *bm_pvalloc(size_t size) { return bm_pvalloc_fn(size, "bm_pvalloc"); }
+BM_API size_t bm_malloc_usable_size(void *p) { return bm_usable_fn(p, "bm_malloc_usable_size"); }
+BM_API void bm_free_sized(void *p, size_t size) { bm_free_sized_fn(p, size, "bm_free_sized"); }

@@ -1,0 +1,98 @@
+/*
+ * alloc.h - the malloc and free fast paths, inlined into both the bm_*
+ * entry points (alloc.c) and the standard names (override.c).
+ *
+ * malloc of a small size: class from a byte table, the thread's current
+ * slab of that class, pop its free list. free of a small block by its
+ * owner: the descriptor by address arithmetic, push on the slab's local
+ * free list. No lock, no atomic read-modify-write, no call. Everything else
+ * (empty list, other thread's block, pages, bad pointers) is out of line.
+ */
+#ifndef BM_ALLOC_H
+#define BM_ALLOC_H
+
+#include "internal.h"
+#include "size_class.h"
+
+extern __thread struct bm_heap *bm_tls_heap __attribute__((tls_model("initial-exec")));
+
+/* slab.c: slow paths */
+void *bm_malloc_slow(struct bm_heap *h, unsigned cls);
+void bm_free_slab_slow(struct bm_page *slab, void *p, struct bm_heap *h, const char *fn);
+/* alloc.c: everything that is not a small block; the API with the name of
+ * the entry point (for reports) */
+void *bm_malloc_large(size_t size, size_t align, bool zero, const char *fn);
+void bm_free_other(void *p, const char *fn);
+void *bm_calloc_fn(size_t n, size_t size);
+void *bm_realloc_fn(void *p, size_t n, const char *fn);
+void *bm_reallocarray_fn(void *p, size_t n, size_t size, const char *fn);
+void *bm_memalign_fn(size_t align, size_t size, const char *fn);   /* power of 2 */
+void *bm_aligned_fn(size_t align, size_t size, const char *fn);    /* checks it */
+int bm_posix_memalign_fn(void **out, size_t align, size_t size, const char *fn);
+void *bm_pvalloc_fn(size_t size, const char *fn);
+size_t bm_usable_fn(void *p, const char *fn);
+void bm_free_sized_fn(void *p, size_t size, const char *fn);
+
+static inline __attribute__((always_inline)) void *bm_malloc_class(unsigned cls)
+{
+    struct bm_heap *h = bm_tls_heap;
+    struct bm_page *s = h->cur[cls];
+    void *b = s->slab.free;
+    if (unlikely(!b))
+        return bm_malloc_slow(h, cls);
+    s->slab.free = *(void **)b;
+    s->slab.used++;
+    h->nalloc[cls]++;
+    return b;
+}
+
+static inline __attribute__((always_inline)) void *bm_malloc_inline(size_t size)
+{
+    if (likely(size <= BM_SLAB_MAX))
+        return bm_malloc_class(bm_size_to_class(size));
+    return bm_malloc_large(size, 0, false, "malloc");
+}
+
+/*
+ * Blocks of a slab are at base + i * size; a freed pointer must be one of
+ * them, inside the carved part. offset / size by a multiply with
+ * ceil(2^32 / size), exact for every offset of a slab (checked by a test).
+ */
+static inline bool slab_block_ok(const struct bm_page *s, uintptr_t a)
+{
+    const struct bm_class *c = &bm_classes[s->slab.cls];
+    uintptr_t off = a - (uintptr_t)page_to_addr(s);
+    uint64_t idx = (off * (uint64_t)c->magic) >> 32;
+    return idx * c->size == off && idx < s->slab.reserved;
+}
+
+static inline __attribute__((always_inline)) void bm_free_inline(void *p, const char *fn)
+{
+    uintptr_t a = (uintptr_t)p;
+    if (unlikely(!bm_addr_in_region(a))) {          /* NULL, huge, foreign */
+        bm_free_other(p, fn);
+        return;
+    }
+    struct bm_page *s = addr_to_page(a);
+    unsigned f = page_flags(s);
+    if (unlikely(f & PG_tail)) {
+        s = (struct bm_page *)s->lru.next;
+        f = page_flags(s);
+    }
+    if (likely(f & PG_slab)) {
+        struct bm_heap *h = bm_tls_heap;
+        if (likely(atomic_load_explicit(&s->slab.heap, memory_order_relaxed) == (uintptr_t)h &&
+                   s->slab.used > 1 && slab_block_ok(s, a))) {
+            *(void **)p = s->slab.local_free;
+            s->slab.local_free = p;
+            s->slab.used--;
+            h->nfree[s->slab.cls]++;
+            return;
+        }
+        bm_free_slab_slow(s, p, h, fn);
+        return;
+    }
+    bm_free_other(p, fn);
+}
+
+#endif

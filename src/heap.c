@@ -1,0 +1,159 @@
+/*
+ * heap.c - thread heaps: one per thread that allocates, found through an
+ * initial-exec TLS pointer. A thread starts on a static empty heap whose
+ * every class has an empty current slab, so its first malloc simply misses
+ * and creates the real heap; no NULL test on the fast path.
+ *
+ * A heap's slabs are its own: only the owning thread allocates from them
+ * and frees into their local lists. At thread exit (a pthread key
+ * destructor) the heap collects what other threads freed, returns empty
+ * slabs to the pages and abandons the others to a global list per class,
+ * where the next thread that needs a slab of that class adopts them. Heaps
+ * themselves are recycled through a pool.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <string.h>
+
+#include "alloc.h"
+#include "buddymalloc.h"
+#include "slab.h"
+
+/* The stand-in slab: free is NULL, so the fast path always misses. */
+struct bm_page bm_slab_empty;
+
+struct bm_heap bm_heap_empty = {
+    .cur = { [0 ... BM_NR_CLASSES - 1] = &bm_slab_empty },
+};
+
+__thread struct bm_heap *bm_tls_heap __attribute__((tls_model("initial-exec"))) = &bm_heap_empty;
+
+static pthread_key_t heap_key;
+static bm_mutex_t heaps_lock;          /* live list and pool */
+static struct bm_heap *live_heaps, *heap_pool;
+static unsigned long nr_live_heaps, nr_heap_pages;
+
+/* Counters of heaps that were torn down, folded in at teardown. */
+_Atomic uint64_t bm_retired_nalloc[BM_NR_CLASSES], bm_retired_nfree[BM_NR_CLASSES];
+
+static void heap_teardown(void *arg);
+
+void bm_heaps_init(void)
+{
+    pthread_key_create(&heap_key, heap_teardown);
+}
+
+static void heap_reset(struct bm_heap *h)
+{
+    for (unsigned c = 0; c < BM_NR_CLASSES; c++) {
+        h->cur[c] = &bm_slab_empty;
+        h->nalloc[c] = h->nfree[c] = 0;
+        list_init(&h->q[c].partial);
+        list_init(&h->q[c].full);
+        h->q[c].nr_partial = h->q[c].nr_full = 0;
+    }
+    h->dead = 0;
+}
+
+/* Slow path of the first malloc of a thread. */
+BM_COLD struct bm_heap *bm_heap_create(void)
+{
+    bm_ensure_init();
+    struct bm_heap *h;
+    bm_mutex_lock(&heaps_lock);
+    h = heap_pool;
+    if (h) {
+        heap_pool = h->next;
+    } else {
+        /* A page of the allocator's own memory holds as many heaps as fit. */
+        struct bm_page *pg = bm_alloc_block(0, MIGRATE_SLAB, BM_GFP_NOPCP);
+        if (!pg) {
+            bm_mutex_unlock(&heaps_lock);
+            errno = ENOMEM;
+            return NULL;
+        }
+        set_page_flags(pg, PG_alloc | PG_internal);
+        nr_heap_pages++;
+        char *base = page_to_addr(pg);
+        size_t n = BM_PAGE_SIZE / sizeof(struct bm_heap);
+        for (size_t i = 1; i < n; i++) {
+            struct bm_heap *extra = (struct bm_heap *)(base + i * sizeof(struct bm_heap));
+            extra->next = heap_pool;
+            heap_pool = extra;
+        }
+        h = (struct bm_heap *)base;
+    }
+    heap_reset(h);
+    h->next = live_heaps;
+    h->pprev = &live_heaps;
+    if (live_heaps)
+        live_heaps->pprev = &h->next;
+    live_heaps = h;
+    nr_live_heaps++;
+    bm_mutex_unlock(&heaps_lock);
+
+    bm_tls_heap = h;
+    pthread_setspecific(heap_key, h);   /* keys < 32 live in the TCB: no malloc */
+    return h;
+}
+
+/*
+ * Thread exit. Frees may still arrive afterwards (later TLS destructors):
+ * the thread is back on the empty heap, so they take the remote path, and
+ * a later malloc makes a new heap, torn down in the next destructor round.
+ */
+static void heap_teardown(void *arg)
+{
+    struct bm_heap *h = arg;
+    bm_tls_heap = &bm_heap_empty;
+    for (unsigned c = 0; c < BM_NR_CLASSES; c++) {
+        bm_slab_release_class(h, c);
+        atomic_fetch_add(&bm_retired_nalloc[c], h->nalloc[c]);
+        atomic_fetch_add(&bm_retired_nfree[c], h->nfree[c]);
+    }
+    bm_slab_reclaim_abandoned();
+    bm_mutex_lock(&heaps_lock);
+    *h->pprev = h->next;
+    if (h->next)
+        h->next->pprev = h->pprev;
+    nr_live_heaps--;
+    h->dead = 1;
+    h->next = heap_pool;
+    heap_pool = h;
+    bm_mutex_unlock(&heaps_lock);
+}
+
+/*
+ * Object counts per class for the statistics: what every heap allocated
+ * minus what every heap freed (a block may be freed by another thread than
+ * the one that allocated it). Live heaps' counters are read while their
+ * owners write them: a statistic, racy by design like the kernel's per-CPU
+ * counters; heaps are never unmapped, so the reads are safe.
+ */
+__attribute__((no_sanitize("thread")))
+void bm_heap_counts(uint64_t *nalloc, uint64_t *nfree, unsigned long *heaps)
+{
+    for (unsigned c = 0; c < BM_NR_CLASSES; c++) {
+        nalloc[c] = atomic_load(&bm_retired_nalloc[c]);
+        nfree[c] = atomic_load(&bm_retired_nfree[c]);
+    }
+    bm_mutex_lock(&heaps_lock);
+    for (struct bm_heap *h = live_heaps; h; h = h->next)
+        for (unsigned c = 0; c < BM_NR_CLASSES; c++) {
+            nalloc[c] += __atomic_load_n(&h->nalloc[c], __ATOMIC_RELAXED);
+            nfree[c] += __atomic_load_n(&h->nfree[c], __ATOMIC_RELAXED);
+        }
+    *heaps = nr_live_heaps;
+    bm_mutex_unlock(&heaps_lock);
+}
+
+/* The calling thread's heap gives back its empty slabs, current ones too
+ * (bm_trim). */
+void bm_heap_trim_current(void)
+{
+    struct bm_heap *h = bm_tls_heap;
+    if (h == &bm_heap_empty)
+        return;
+    for (unsigned c = 0; c < BM_NR_CLASSES; c++)
+        bm_slab_trim_class(h, c);
+}

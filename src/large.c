@@ -1,0 +1,308 @@
+/*
+ * large.c - malloc'ed runs of pages (above the slab limit, up to the largest
+ * buddy order) and huge allocations (above that: their own mmap).
+ *
+ * A run is the kernel's alloc_pages_exact: the smallest buddy block that
+ * fits (and is aligned enough) is taken, and its unused tail pages go
+ * straight back to the buddy, so 40 KiB pins 10 pages, not 16. The head
+ * descriptor records PG_large and the page count; freeing gives the pages
+ * back as the largest aligned blocks that tile the run. A run grows in place
+ * over free pages that follow it and shrinks in place by freeing its tail.
+ *
+ * Huge allocations are recorded in a small open-addressing table (mapped,
+ * never malloc'ed) from address to mapping, so free() and
+ * malloc_usable_size() need no header and a foreign pointer is told apart.
+ */
+#include <errno.h>
+#include <string.h>
+#include <sys/mman.h>
+
+#include "internal.h"
+#include "large.h"
+
+/* ---- runs of pages ---------------------------------------------------- */
+
+static unsigned order_for_pages(size_t npages)
+{
+    unsigned o = 0;
+    while ((1UL << o) < npages)
+        o++;
+    return o;
+}
+
+/* Give pages [start, start + n) back as the largest aligned blocks that tile
+ * them. Zone lock held; their descriptors' flags must be clear. */
+static void free_range(struct bm_zone *z, struct bm_page *start, unsigned long n)
+{
+    unsigned long i = page_index(start), end = i + n;
+    struct bm_page *mm = region_mem_map(page_region(start));
+    while (i < end) {
+        unsigned o = i ? (unsigned)__builtin_ctzl(i) : MAX_ORDER - 1;
+        if (o > MAX_ORDER - 1)
+            o = MAX_ORDER - 1;
+        while (i + (1UL << o) > end)
+            o--;
+        bm_free_one_page(z, mm + i, o);
+        i += 1UL << o;
+    }
+}
+
+struct bm_page *bm_large_alloc(size_t npages, unsigned align_order, bool *zeroed)
+{
+    unsigned order = order_for_pages(npages);
+    if (order < align_order)
+        order = align_order;
+    if (order >= MAX_ORDER)
+        return NULL;
+    bm_ensure_init();
+    struct bm_zone *z = bm_local_zone();
+    bm_mutex_lock(&z->lock);
+    struct bm_page *p = bm_rmqueue(z, order, MIGRATE_LARGE);
+    if (p) {
+        *zeroed = z->last_alloc_zeroed;
+        p->flags = PG_alloc | PG_large;
+        p->mt = MIGRATE_LARGE;
+        p->large.npages = npages;
+        if (npages < (1UL << order))
+            free_range(z, p + npages, (1UL << order) - npages);
+    }
+    bm_mutex_unlock(&z->lock);
+    if (!p)
+        errno = ENOMEM;
+    return p;
+}
+
+void bm_large_free(struct bm_page *p)
+{
+    struct bm_zone *z = page_zone(p);
+    bm_mutex_lock(&z->lock);
+    unsigned long n = p->large.npages;
+    set_page_flags(p, 0);
+    free_range(z, p, n);
+    bm_release_maybe(z);
+    bm_mutex_unlock(&z->lock);
+}
+
+/*
+ * Resize run p to npages in place: shrinking frees the tail; growing takes
+ * the pages after the run if every one of them is in a free block of a
+ * LARGE pageblock (so growth never mixes migrate types) inside the region.
+ * Returns false, changing nothing, when growth is not possible.
+ */
+bool bm_large_resize(struct bm_page *p, size_t npages)
+{
+    struct bm_zone *z = page_zone(p);
+    struct bm_page *mm = region_mem_map(page_region(p));
+    unsigned long idx = page_index(p), have = p->large.npages, end = idx + npages;
+    bool ok = true;
+
+    bm_mutex_lock(&z->lock);
+    if (npages <= have) {
+        if (npages < have)
+            free_range(z, p + npages, have - npages);
+        p->large.npages = npages;
+        bm_release_maybe(z);
+        bm_mutex_unlock(&z->lock);
+        return true;
+    }
+    if (end > REGION_PAGES)
+        ok = false;
+    /* A free block that holds page idx + have must start there: anything
+     * starting earlier would overlap the run. */
+    for (unsigned long i = idx + have; ok && i < end;) {
+        struct bm_page *b = mm + i;
+        if (!(b->flags & PG_buddy) || get_pageblock_mt(b) != MIGRATE_LARGE)
+            ok = false;
+        else
+            i += 1UL << b->order;
+    }
+    if (ok) {
+        for (unsigned long i = idx + have; i < end;) {
+            struct bm_page *b = mm + i;
+            unsigned o = b->order;
+            bm_del_free(z, b, o);
+            bm_mark_resident(z, b, o);
+            if (i + (1UL << o) > end)
+                free_range(z, mm + end, i + (1UL << o) - end);
+            i += 1UL << o;
+        }
+        p->large.npages = npages;
+    }
+    bm_mutex_unlock(&z->lock);
+    return ok;
+}
+
+/* ---- huge: their own mappings -------------------------------------------- */
+
+struct huge_entry {
+    uintptr_t addr;             /* 0 empty, 1 deleted */
+    size_t size;                /* usable bytes (whole pages) */
+    uintptr_t map;              /* the mapping, when aligned above a page */
+    size_t map_len;
+};
+
+static struct {
+    bm_mutex_t lock;
+    struct huge_entry *t;
+    size_t cap, used, live;     /* used counts live and deleted slots */
+    uint64_t allocs, frees, bytes;
+} huge;
+
+static size_t slot_of(uintptr_t a, size_t cap)
+{
+    return (size_t)(((a >> 12) * 0x9e3779b97f4a7c15ull) >> 20) & (cap - 1);
+}
+
+/* Grow (or first create) the table. Lock held. */
+static bool huge_rehash(size_t cap)
+{
+    struct huge_entry *t = mmap(NULL, cap * sizeof *t, PROT_READ | PROT_WRITE,
+                                MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (t == MAP_FAILED)
+        return false;
+    for (size_t i = 0; i < huge.cap; i++) {
+        uintptr_t a = huge.t[i].addr;
+        if (a > 1) {
+            size_t j = slot_of(a, cap);
+            while (t[j].addr)
+                j = (j + 1) & (cap - 1);
+            t[j] = huge.t[i];
+        }
+    }
+    if (huge.t)
+        munmap(huge.t, huge.cap * sizeof *huge.t);
+    huge.t = t;
+    huge.cap = cap;
+    huge.used = huge.live;
+    return true;
+}
+
+static struct huge_entry *huge_find(uintptr_t a)
+{
+    if (!huge.t)
+        return NULL;
+    for (size_t j = slot_of(a, huge.cap);; j = (j + 1) & (huge.cap - 1)) {
+        if (huge.t[j].addr == a)
+            return &huge.t[j];
+        if (!huge.t[j].addr)
+            return NULL;
+    }
+}
+
+void *bm_huge_alloc(size_t size, size_t align)
+{
+    size_t len = (size + BM_PAGE_SIZE - 1) & ~(BM_PAGE_SIZE - 1);
+    if (len < size || align > ((size_t)1 << 46)) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    size_t extra = align > BM_PAGE_SIZE ? align : 0;
+    if (len + extra < len) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    char *m = mmap(NULL, len + extra, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    uintptr_t a = (uintptr_t)m;
+    if (extra) {
+        a = ((uintptr_t)m + align - 1) & ~(align - 1);
+        if (a > (uintptr_t)m)
+            munmap(m, a - (uintptr_t)m);
+        size_t tail = (uintptr_t)m + len + extra - (a + len);
+        if (tail)
+            munmap((char *)a + len, tail);
+    }
+    bm_mutex_lock(&huge.lock);
+    if ((huge.used + 1) * 2 > huge.cap && !huge_rehash(huge.cap ? huge.cap * 2 : 1024)) {
+        bm_mutex_unlock(&huge.lock);
+        munmap((void *)a, len);
+        errno = ENOMEM;
+        return NULL;
+    }
+    size_t j = slot_of(a, huge.cap);
+    while (huge.t[j].addr > 1)
+        j = (j + 1) & (huge.cap - 1);
+    if (!huge.t[j].addr)
+        huge.used++;
+    huge.t[j] = (struct huge_entry){ a, len, a, len };
+    huge.live++;
+    huge.allocs++;
+    huge.bytes += len;
+    bm_mutex_unlock(&huge.lock);
+    return (void *)a;
+}
+
+size_t bm_huge_usable(const void *p)
+{
+    bm_mutex_lock(&huge.lock);
+    struct huge_entry *e = huge_find((uintptr_t)p);
+    size_t n = e ? e->size : 0;
+    bm_mutex_unlock(&huge.lock);
+    return n;
+}
+
+bool bm_huge_free(void *p)
+{
+    bm_mutex_lock(&huge.lock);
+    struct huge_entry *e = huge_find((uintptr_t)p);
+    if (!e) {
+        bm_mutex_unlock(&huge.lock);
+        return false;
+    }
+    uintptr_t map = e->map;
+    size_t len = e->map_len;
+    e->addr = 1;                /* deleted: probing goes on past it */
+    huge.live--;
+    huge.frees++;
+    huge.bytes -= len;
+    bm_mutex_unlock(&huge.lock);
+    int saved = errno;
+    munmap((void *)map, len);
+    errno = saved;
+    return true;
+}
+
+/* Resize a huge mapping with mremap (it may move). NULL with ENOMEM when the
+ * kernel refuses; the old mapping is then intact. */
+void *bm_huge_realloc(void *p, size_t size)
+{
+    size_t len = (size + BM_PAGE_SIZE - 1) & ~(BM_PAGE_SIZE - 1);
+    bm_mutex_lock(&huge.lock);
+    struct huge_entry *e = huge_find((uintptr_t)p);
+    if (!e || len < size) {
+        bm_mutex_unlock(&huge.lock);
+        errno = ENOMEM;
+        return NULL;
+    }
+    void *q = mremap((void *)e->map, e->map_len, len, MREMAP_MAYMOVE);
+    if (q == MAP_FAILED) {
+        bm_mutex_unlock(&huge.lock);
+        errno = ENOMEM;
+        return NULL;
+    }
+    huge.bytes += len - e->map_len;
+    e->addr = 1;
+    huge.live--;
+    size_t j = slot_of((uintptr_t)q, huge.cap);
+    while (huge.t[j].addr > 1)
+        j = (j + 1) & (huge.cap - 1);
+    if (!huge.t[j].addr)
+        huge.used++;
+    huge.t[j] = (struct huge_entry){ (uintptr_t)q, len, (uintptr_t)q, len };
+    huge.live++;
+    bm_mutex_unlock(&huge.lock);
+    return q;
+}
+
+void bm_huge_stats(uint64_t *allocs, uint64_t *frees, uint64_t *live, uint64_t *bytes)
+{
+    bm_mutex_lock(&huge.lock);
+    *allocs = huge.allocs;
+    *frees = huge.frees;
+    *live = huge.live;
+    *bytes = huge.bytes;
+    bm_mutex_unlock(&huge.lock);
+}

@@ -1,0 +1,17 @@
+/* large.h - runs of pages and huge mappings for malloc (large.c). */
+#ifndef BM_LARGE_H
+#define BM_LARGE_H
+
+#include "internal.h"
+
+struct bm_page *bm_large_alloc(size_t npages, unsigned align_order, bool *zeroed);
+void bm_large_free(struct bm_page *p);
+bool bm_large_resize(struct bm_page *p, size_t npages);
+
+void *bm_huge_alloc(size_t size, size_t align);
+bool bm_huge_free(void *p);
+size_t bm_huge_usable(const void *p);        /* 0: not a huge allocation */
+void *bm_huge_realloc(void *p, size_t size);
+void bm_huge_stats(uint64_t *allocs, uint64_t *frees, uint64_t *live, uint64_t *bytes);
+
+#endif

@@ -1,0 +1,414 @@
+/*
+ * slab.c - slab caches for small objects, after the kernel's mm/slub.c and
+ * mimalloc's pages: a slab is a buddy block (MIGRATE_SLAB, through the
+ * pagesets for orders <= 3) cut into blocks of one size class; its metadata
+ * is in the head page descriptor.
+ *
+ * Each slab has three free lists (mimalloc's sharding):
+ *   free         blocks to hand out; only the owner pops (fast path);
+ *   local_free   blocks the owner freed; only the owner pushes;
+ *   thread_free  blocks other threads freed: one CAS to push, taken whole by
+ *                the owner with one exchange when its lists run dry.
+ * `used` counts blocks handed out and not yet collected back, so a slab is
+ * empty exactly when used == 0. Blocks are carved lazily, a page's worth at
+ * a time, so a slab's untouched memory is never faulted in.
+ *
+ * Per heap and class: the current slab (fast path), a partial queue (slabs
+ * with free blocks) and a full queue (slabs found exhausted; their heap word
+ * is tagged SLAB_FULL so the owner's frees into them leave the fast path and
+ * move them back to partial). Remote frees into a full slab are found by a
+ * bounded scan of the full queue when the owner needs a slab.
+ *
+ * Hysteresis: a current slab that empties stays (an alloc/free cycle at a
+ * slab boundary costs nothing); any other slab that empties goes back to the
+ * pagesets at once, which keep a CPU's worth of recently freed pages for the
+ * next slab.
+ */
+#include <errno.h>
+
+#include "alloc.h"
+#include "buddymalloc.h"
+#include "slab.h"
+
+struct bm_slab_class_stats bm_slab_stats[BM_NR_CLASSES];
+
+static struct {
+    bm_mutex_t lock;
+    struct bm_list list;                /* abandoned slabs, linked by lru */
+} abandoned[BM_NR_CLASSES];
+
+#define FULL_SCAN 8                     /* full slabs looked at per refill */
+
+void bm_slabs_init(void)
+{
+    for (unsigned c = 0; c < BM_NR_CLASSES; c++)
+        list_init(&abandoned[c].list);
+}
+
+static inline struct bm_page *lru_slab(struct bm_list *l) { return lru_to_page(l); }
+
+size_t bm_slab_usable(const struct bm_page *s)
+{
+    return bm_classes[s->slab.cls].size;
+}
+
+static struct bm_page *slab_new(struct bm_heap *h, unsigned cls)
+{
+    const struct bm_class *c = &bm_classes[cls];
+    struct bm_page *s = bm_alloc_block(c->order, MIGRATE_SLAB, 0);
+    if (!s)
+        return NULL;
+    s->slab.free = NULL;
+    s->slab.local_free = NULL;
+    atomic_store_explicit(&s->slab.thread_free, 0, memory_order_relaxed);
+    atomic_store_explicit(&s->slab.heap, (uintptr_t)h, memory_order_relaxed);
+    s->slab.used = 0;
+    s->slab.reserved = 0;
+    s->slab.cls = (uint8_t)cls;
+    for (unsigned long i = 1; i < (1UL << c->order); i++) {
+        s[i].lru.next = &s->lru;
+        set_page_flags(&s[i], PG_tail);
+    }
+    set_page_flags(s, PG_alloc | PG_slab);
+    atomic_fetch_add_explicit(&bm_slab_stats[cls].slabs, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&bm_slab_stats[cls].created, 1, memory_order_relaxed);
+    return s;
+}
+
+static void slab_destroy(struct bm_page *s)
+{
+    unsigned cls = s->slab.cls, order = bm_classes[cls].order;
+    for (unsigned long i = 1; i < (1UL << order); i++)
+        set_page_flags(&s[i], 0);
+    set_page_flags(s, PG_alloc);
+    atomic_fetch_sub_explicit(&bm_slab_stats[cls].slabs, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&bm_slab_stats[cls].destroyed, 1, memory_order_relaxed);
+    bm_free_block(s, order);
+}
+
+/* Carve the next blocks of the slab onto its free list (which is empty). */
+static void slab_extend(struct bm_page *s)
+{
+    const struct bm_class *c = &bm_classes[s->slab.cls];
+    unsigned n = c->capacity - s->slab.reserved;
+    if (n > c->extend)
+        n = c->extend;
+    char *b = (char *)page_to_addr(s) + (size_t)s->slab.reserved * c->size;
+    for (unsigned i = 0; i + 1 < n; i++)
+        *(void **)(b + (size_t)i * c->size) = b + (size_t)(i + 1) * c->size;
+    *(void **)(b + (size_t)(n - 1) * c->size) = s->slab.free;
+    s->slab.free = b;
+    s->slab.reserved = (uint16_t)(s->slab.reserved + n);
+}
+
+/*
+ * Gather what was freed into the slab: the owner's local frees when the
+ * free list is empty, and every remote free. Owner (or holder of the
+ * abandoned list) only.
+ */
+static void slab_collect(struct bm_page *s)
+{
+    if (!s->slab.free) {
+        s->slab.free = s->slab.local_free;
+        s->slab.local_free = NULL;
+    }
+    if (!atomic_load_explicit(&s->slab.thread_free, memory_order_relaxed))
+        return;
+    uintptr_t tf = atomic_exchange_explicit(&s->slab.thread_free, 0, memory_order_acquire);
+    void **tail = (void **)tf;
+    unsigned n = 1;
+    while (*tail) {
+        tail = *tail;
+        n++;
+    }
+    if (unlikely(n > s->slab.used))
+        bm_fatal_bad_pointer("free", (void *)tf,
+                             "double free: more blocks freed into the slab than it handed out");
+    *tail = s->slab.free;
+    s->slab.free = (void *)tf;
+    s->slab.used = (uint16_t)(s->slab.used - n);
+}
+
+/* Collect, then carve more if needed: does the slab have a free block? */
+static bool slab_refill(struct bm_page *s)
+{
+    slab_collect(s);
+    if (!s->slab.free && s->slab.reserved < bm_classes[s->slab.cls].capacity)
+        slab_extend(s);
+    return s->slab.free != NULL;
+}
+
+static void to_full(struct bm_heap *h, unsigned cls, struct bm_page *s)
+{
+    atomic_store_explicit(&s->slab.heap, (uintptr_t)h | SLAB_FULL, memory_order_relaxed);
+    list_add_tail(&h->q[cls].full, &s->lru);
+    h->q[cls].nr_full++;
+}
+
+/* A slab with a free block for heap h, class cls, cheapest source first. */
+static struct bm_page *slab_find(struct bm_heap *h, unsigned cls)
+{
+    struct bm_heap_class *q = &h->q[cls];
+
+    while (!list_empty(&q->partial)) {
+        struct bm_page *s = lru_slab(q->partial.next);
+        list_del(&s->lru);
+        q->nr_partial--;
+        if (slab_refill(s))
+            return s;
+        to_full(h, cls, s);
+    }
+
+    /* Remote frees into full slabs: look at the oldest few, rotate. */
+    for (unsigned i = 0; i < FULL_SCAN && !list_empty(&q->full); i++) {
+        struct bm_page *s = lru_slab(q->full.next);
+        list_del(&s->lru);
+        if (atomic_load_explicit(&s->slab.thread_free, memory_order_relaxed)) {
+            q->nr_full--;
+            atomic_store_explicit(&s->slab.heap, (uintptr_t)h, memory_order_relaxed);
+            if (slab_refill(s))
+                return s;
+            to_full(h, cls, s);
+            continue;
+        }
+        list_add_tail(&q->full, &s->lru);
+    }
+
+    /* Slabs of threads that exited. */
+    while (atomic_load_explicit(&bm_slab_stats[cls].abandoned, memory_order_relaxed)) {
+        struct bm_page *s = NULL;
+        bm_mutex_lock(&abandoned[cls].lock);
+        if (!list_empty(&abandoned[cls].list)) {
+            s = lru_slab(abandoned[cls].list.next);
+            list_del(&s->lru);
+        }
+        bm_mutex_unlock(&abandoned[cls].lock);
+        if (!s)
+            break;
+        atomic_fetch_sub_explicit(&bm_slab_stats[cls].abandoned, 1, memory_order_relaxed);
+        atomic_fetch_add_explicit(&bm_slab_stats[cls].adopted, 1, memory_order_relaxed);
+        atomic_store_explicit(&s->slab.heap, (uintptr_t)h, memory_order_relaxed);
+        if (slab_refill(s))
+            return s;
+        to_full(h, cls, s);
+    }
+
+    struct bm_page *s = slab_new(h, cls);
+    if (s)
+        slab_extend(s);
+    return s;
+}
+
+/* Slow path of malloc: the current slab's free list is empty (or the thread
+ * has no heap yet). */
+BM_COLD void *bm_malloc_slow(struct bm_heap *h, unsigned cls)
+{
+    if (h == &bm_heap_empty) {
+        h = bm_heap_create();
+        if (!h)
+            return NULL;
+    }
+    struct bm_page *s = h->cur[cls];
+    if (s != &bm_slab_empty) {
+        if (slab_refill(s))
+            goto pop;
+        to_full(h, cls, s);
+        h->cur[cls] = &bm_slab_empty;
+    }
+    s = slab_find(h, cls);
+    if (!s) {
+        errno = ENOMEM;
+        return NULL;
+    }
+    h->cur[cls] = s;
+pop:;
+    void *b = s->slab.free;
+    s->slab.free = *(void **)b;
+    s->slab.used++;
+    h->nalloc[cls]++;
+    return b;
+}
+
+/*
+ * Slow path of free for a slab block: a block of another thread's (or an
+ * abandoned) slab, a block whose slab becomes empty, a slab on the full
+ * queue, or a pointer that fails the checks.
+ */
+BM_COLD void bm_free_slab_slow(struct bm_page *s, void *p, struct bm_heap *h, const char *fn)
+{
+    unsigned cls = s->slab.cls;
+    if (!slab_block_ok(s, (uintptr_t)p))
+        bm_fatal_bad_pointer(fn, p, "invalid pointer (inside a slab but not at a block start)");
+    uintptr_t owner = atomic_load_explicit(&s->slab.heap, memory_order_relaxed);
+
+    if (h != &bm_heap_empty && (owner & ~SLAB_FULL) == (uintptr_t)h) {
+        if (s->slab.used == 0 || p == s->slab.local_free || p == s->slab.free)
+            bm_fatal_bad_pointer(fn, p, "double free");
+        *(void **)p = s->slab.local_free;
+        s->slab.local_free = p;
+        s->slab.used--;
+        h->nfree[cls]++;
+        struct bm_heap_class *q = &h->q[cls];
+        if (owner & SLAB_FULL) {                /* back from the full queue */
+            list_del(&s->lru);
+            q->nr_full--;
+            atomic_store_explicit(&s->slab.heap, (uintptr_t)h, memory_order_relaxed);
+            list_add(&q->partial, &s->lru);
+            q->nr_partial++;
+        }
+        if (s->slab.used == 0 && s != h->cur[cls]) {
+            list_del(&s->lru);
+            q->nr_partial--;
+            slab_destroy(s);
+        }
+        return;
+    }
+
+    /* Another thread's slab (or an abandoned one): one CAS. */
+    uintptr_t old = atomic_load_explicit(&s->slab.thread_free, memory_order_relaxed);
+    do {
+        *(uintptr_t *)p = old;
+    } while (!atomic_compare_exchange_weak_explicit(&s->slab.thread_free, &old, (uintptr_t)p,
+                                                    memory_order_release,
+                                                    memory_order_relaxed));
+    if (h != &bm_heap_empty)
+        h->nfree[cls]++;
+    else
+        atomic_fetch_add_explicit(&bm_retired_nfree[cls], 1, memory_order_relaxed);
+}
+
+static void abandon(struct bm_page *s, unsigned cls)
+{
+    atomic_store_explicit(&s->slab.heap, 0, memory_order_release);
+    bm_mutex_lock(&abandoned[cls].lock);
+    list_add_tail(&abandoned[cls].list, &s->lru);
+    bm_mutex_unlock(&abandoned[cls].lock);
+    atomic_fetch_add_explicit(&bm_slab_stats[cls].abandoned, 1, memory_order_relaxed);
+}
+
+/* Empty slab: back to the pages; otherwise keep or abandon. */
+static void settle(struct bm_page *s, unsigned cls, bool keep_if_used)
+{
+    slab_collect(s);
+    if (s->slab.used == 0)
+        slab_destroy(s);
+    else if (!keep_if_used)
+        abandon(s, cls);
+}
+
+static void drain_queue(struct bm_list *l)
+{
+    while (!list_empty(l)) {
+        struct bm_page *s = lru_slab(l->next);
+        list_del(&s->lru);
+        settle(s, s->slab.cls, false);
+    }
+}
+
+/* Thread exit: every slab of the class is freed or abandoned. */
+void bm_slab_release_class(struct bm_heap *h, unsigned cls)
+{
+    struct bm_heap_class *q = &h->q[cls];
+    if (h->cur[cls] != &bm_slab_empty)
+        settle(h->cur[cls], cls, false);
+    h->cur[cls] = &bm_slab_empty;
+    drain_queue(&q->partial);
+    drain_queue(&q->full);
+    q->nr_partial = q->nr_full = 0;
+}
+
+/* bm_trim: give back every slab of the calling thread that is empty once
+ * remote frees are collected, the current ones too. */
+void bm_slab_trim_class(struct bm_heap *h, unsigned cls)
+{
+    struct bm_heap_class *q = &h->q[cls];
+    struct bm_page *cur = h->cur[cls];
+    if (cur != &bm_slab_empty) {
+        slab_collect(cur);
+        if (cur->slab.used == 0) {
+            slab_destroy(cur);
+            h->cur[cls] = &bm_slab_empty;
+        }
+    }
+    struct bm_list keep;
+    list_init(&keep);
+    while (!list_empty(&q->partial)) {
+        struct bm_page *s = lru_slab(q->partial.next);
+        list_del(&s->lru);
+        slab_collect(s);
+        if (s->slab.used == 0) {
+            slab_destroy(s);
+            q->nr_partial--;
+        } else {
+            list_add_tail(&keep, &s->lru);
+        }
+    }
+    for (unsigned long n = q->nr_full; n--;) {
+        struct bm_page *s = lru_slab(q->full.next);
+        list_del(&s->lru);
+        slab_collect(s);
+        if (s->slab.used == 0) {
+            slab_destroy(s);
+            q->nr_full--;
+        } else if (s->slab.free) {
+            q->nr_full--;
+            q->nr_partial++;
+            atomic_store_explicit(&s->slab.heap, (uintptr_t)h, memory_order_relaxed);
+            list_add_tail(&keep, &s->lru);
+        } else {
+            list_add_tail(&q->full, &s->lru);
+        }
+    }
+    while (!list_empty(&keep)) {
+        struct bm_page *s = lru_slab(keep.next);
+        list_del(&s->lru);
+        list_add_tail(&q->partial, &s->lru);
+    }
+}
+
+/* Abandoned slabs that remote frees have emptied go back to the pages
+ * (thread exit, bm_trim). Returns the number freed. */
+unsigned long bm_slab_reclaim_abandoned(void)
+{
+    unsigned long freed = 0;
+    for (unsigned c = 0; c < BM_NR_CLASSES; c++) {
+        if (!atomic_load_explicit(&bm_slab_stats[c].abandoned, memory_order_relaxed))
+            continue;
+        bm_mutex_lock(&abandoned[c].lock);
+        struct bm_list *l = abandoned[c].list.next;
+        while (l != &abandoned[c].list) {
+            struct bm_page *s = lru_slab(l);
+            l = l->next;
+            slab_collect(s);
+            if (s->slab.used == 0) {
+                list_del(&s->lru);
+                atomic_fetch_sub_explicit(&bm_slab_stats[c].abandoned, 1, memory_order_relaxed);
+                slab_destroy(s);
+                freed++;
+            }
+        }
+        bm_mutex_unlock(&abandoned[c].lock);
+    }
+    return freed;
+}
+
+void bm_slab_for_each_quiet(void (*fn)(void *ctx, struct bm_page *s), void *ctx)
+{
+    struct bm_heap *h = bm_tls_heap;
+    if (h != &bm_heap_empty) {
+        for (unsigned c = 0; c < BM_NR_CLASSES; c++) {
+            if (h->cur[c] != &bm_slab_empty)
+                fn(ctx, h->cur[c]);
+            struct bm_list *lists[2] = { &h->q[c].partial, &h->q[c].full };
+            for (int k = 0; k < 2; k++)
+                for (struct bm_list *l = lists[k]->next; l != lists[k]; l = l->next)
+                    fn(ctx, lru_slab(l));
+        }
+    }
+    for (unsigned c = 0; c < BM_NR_CLASSES; c++) {
+        bm_mutex_lock(&abandoned[c].lock);
+        for (struct bm_list *l = abandoned[c].list.next; l != &abandoned[c].list; l = l->next)
+            fn(ctx, lru_slab(l));
+        bm_mutex_unlock(&abandoned[c].lock);
+    }
+}

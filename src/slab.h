@@ -1,0 +1,37 @@
+/*
+ * slab.h - the slab layer's functions shared with heap.c, alloc.c, stats.c
+ * and check.c (fast paths are in alloc.h).
+ */
+#ifndef BM_SLAB_H
+#define BM_SLAB_H
+
+#include "internal.h"
+
+extern struct bm_page bm_slab_empty;
+extern struct bm_heap bm_heap_empty;
+
+/* heap.c */
+void bm_heaps_init(void);
+struct bm_heap *bm_heap_create(void);
+void bm_heap_counts(uint64_t *nalloc, uint64_t *nfree, unsigned long *heaps);
+void bm_heap_trim_current(void);
+
+/* slab.c */
+struct bm_slab_class_stats {
+    _Atomic unsigned long slabs;        /* slabs of the class in existence   */
+    _Atomic unsigned long abandoned;    /* of which waiting for a new owner  */
+    _Atomic uint64_t created, destroyed, adopted;
+};
+extern struct bm_slab_class_stats bm_slab_stats[BM_NR_CLASSES];
+
+void bm_slab_release_class(struct bm_heap *h, unsigned cls);   /* thread exit */
+void bm_slab_trim_class(struct bm_heap *h, unsigned cls);      /* bm_trim */
+unsigned long bm_slab_reclaim_abandoned(void);
+void bm_slabs_init(void);
+/* Call fn on every slab whose lists can be read now: the calling thread's
+ * and the abandoned ones (each list locked while it is walked). */
+void bm_slab_for_each_quiet(void (*fn)(void *ctx, struct bm_page *s), void *ctx);
+extern _Atomic uint64_t bm_retired_nalloc[BM_NR_CLASSES], bm_retired_nfree[BM_NR_CLASSES];
+size_t bm_slab_usable(const struct bm_page *s);
+
+#endif
