@@ -48,6 +48,8 @@ static inline __attribute__((always_inline)) void *bm_malloc_class(unsigned cls)
 
 static inline __attribute__((always_inline)) void *bm_malloc_inline(size_t size)
 {
+    if (likely(size <= BM_SMALL_LOOKUP))
+        return bm_malloc_class(bm_class_lookup[(size + 7) >> 3]);
     if (likely(size <= BM_SLAB_MAX))
         return bm_malloc_class(bm_size_to_class(size));
     return bm_malloc_large(size, 0, false, "malloc");
@@ -74,25 +76,33 @@ static inline __attribute__((always_inline)) void bm_free_inline(void *p, const 
         return;
     }
     struct bm_page *s = addr_to_page(a);
-    unsigned f = page_flags(s);
-    if (unlikely(f & PG_tail)) {
-        s = (struct bm_page *)s->lru.next;
-        f = page_flags(s);
-    }
-    if (likely(f & PG_slab)) {
-        struct bm_heap *h = bm_tls_heap;
-        if (likely(atomic_load_explicit(&s->slab.heap, memory_order_relaxed) == (uintptr_t)h &&
-                   s->slab.used > 1 && slab_block_ok(s, a))) {
-            *(void **)p = s->slab.local_free;
-            s->slab.local_free = p;
-            s->slab.used--;
-            h->nfree[s->slab.cls]++;
+    if (unlikely(!(page_flags(s) & PG_slab))) {
+        if (!(page_flags(s) & PG_tail)) {           /* a run of pages, or bad */
+            bm_free_other(p, fn);
             return;
         }
-        bm_free_slab_slow(s, p, h, fn);
-        return;
+        s = (struct bm_page *)s->lru.next;          /* multi-page slab: its head */
     }
-    bm_free_other(p, fn);
+    struct bm_heap *h = bm_tls_heap;
+    void *lf = s->slab.local_free;
+    /* Not checked here (18 instructions): that p is a block start; every
+     * slow path checks it (docs/malloc.md). Checked: the slab is this
+     * thread's, and p is not the block freed last (an immediate double free). */
+    if (likely(atomic_load_explicit(&s->slab.heap, memory_order_relaxed) == (uintptr_t)h &&
+               p != lf)) {
+        /* A slab goes on while blocks are out; the current slab also when it
+         * empties (hysteresis). Another slab emptying, and used == 0 (a
+         * double free), leave the fast path. */
+        unsigned u = s->slab.used, cls = s->slab.cls;
+        if (likely(u > 1) || (u == 1 && s == h->cur[cls])) {
+            *(void **)p = lf;
+            s->slab.local_free = p;
+            s->slab.used = (uint16_t)(u - 1);
+            h->nfree[cls]++;
+            return;
+        }
+    }
+    bm_free_slab_slow(s, p, h, fn);
 }
 
 #endif

@@ -108,7 +108,7 @@ static inline int bm_cpu(void)
 
 /* ---- addresses and descriptors ------------------------------------------ */
 
-extern _Atomic uint64_t bm_region_map[REGION_MAP_BITS / 64];
+extern _Atomic uint8_t bm_region_map[REGION_MAP_BITS];
 
 static inline struct bm_region *region_of_addr(uintptr_t a)
 {
@@ -121,8 +121,7 @@ static inline bool bm_addr_in_region(uintptr_t a)
     if (a >> BM_VA_BITS)
         return false;
     uintptr_t slot = a >> REGION_SHIFT;
-    return (atomic_load_explicit(&bm_region_map[slot / 64], memory_order_relaxed) >>
-            (slot % 64)) & 1;
+    return atomic_load_explicit(&bm_region_map[slot], memory_order_relaxed);
 }
 
 static inline struct bm_page *region_mem_map(struct bm_region *r)

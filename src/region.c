@@ -19,7 +19,10 @@
 
 #include "internal.h"
 
-_Atomic uint64_t bm_region_map[REGION_MAP_BITS / 64];
+/* One byte per possible region slot (128 KiB of BSS for 1 GiB regions,
+ * only the pages around used slots ever faulted in): a byte load is two
+ * instructions shorter than a bit test on free's fast path. */
+_Atomic uint8_t bm_region_map[REGION_MAP_BITS];
 
 static void *reserve_aligned(void)
 {
@@ -85,7 +88,7 @@ bool bm_region_add(struct bm_zone *z)
     z->nr_returned_pages += usable;
 
     uintptr_t slot = r->base >> REGION_SHIFT;
-    atomic_fetch_or(&bm_region_map[slot / 64], 1ULL << (slot % 64));
+    atomic_store_explicit(&bm_region_map[slot], 1, memory_order_release);
 
     if (z->pcp)
         bm_pcp_update_sizes(z);
