@@ -159,8 +159,10 @@ void *bm_realloc_fn(void *p, size_t n, const char *fn)
 /* align is a power of two. */
 void *bm_memalign_fn(size_t align, size_t size, const char *fn)
 {
-    if (align <= 16)
+    if (align <= 8)
         return bm_malloc_inline(size);
+    if (align == 16)                    /* the 8-byte class is only 8-aligned */
+        return bm_malloc_inline(size < 16 ? 16 : size);
     if (size <= BM_SLAB_MAX && align <= BM_SLAB_MAX) {
         /* a class whose size is a multiple of align: its blocks are aligned,
          * slabs being aligned to at least their block size */

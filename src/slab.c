@@ -117,13 +117,16 @@ static void slab_collect(struct bm_page *s)
     uintptr_t tf = atomic_exchange_explicit(&s->slab.thread_free, 0, memory_order_acquire);
     void **tail = (void **)tf;
     unsigned n = 1;
-    while (*tail) {
+    /* More blocks than were handed out (a double free by other threads,
+     * which may also have made the list a cycle): stop counting there. */
+    while (*tail && n <= s->slab.used) {
         tail = *tail;
         n++;
     }
     if (unlikely(n > s->slab.used))
         bm_fatal_bad_pointer("free", (void *)tf,
-                             "double free: more blocks freed into the slab than it handed out");
+                             "double free: more blocks freed into the slab by other threads "
+                             "than it handed out");
     *tail = s->slab.free;
     s->slab.free = (void *)tf;
     s->slab.used = (uint16_t)(s->slab.used - n);

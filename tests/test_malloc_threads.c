@@ -1,0 +1,260 @@
+/* Threads: cross-thread frees, thread exit, memory bounded with many
+ * threads. */
+#include "helpers.h"
+
+#define MiB (1024UL * 1024)
+
+static void check_at_end(void) { cr_assert_eq(bm_check(2), 0, "heap checker"); }
+TestSuite(threads, .fini = check_at_end);
+
+/* ---- producer / consumer -------------------------------------------------- */
+
+#define RING 1024
+struct ring {
+    _Atomic(uintptr_t) slot[RING];
+};
+static struct ring rings[16];
+static _Atomic int producers_done;
+
+struct msg { uint64_t seq; uint32_t size; uint32_t owner; };
+
+static size_t msg_size(uint64_t r)
+{
+    switch (r % 8) {
+    case 0: return 16 + r % 48;
+    case 1: return 100 + r % 900;
+    case 2: return 2000 + r % 30000;
+    case 3: return 40000 + r % 200000;      /* runs of pages */
+    default: return 24 + r % 200;
+    }
+}
+
+static void stamp(struct msg *m, size_t size, uint64_t seq, unsigned owner)
+{
+    m->seq = seq;
+    m->size = (uint32_t)size;
+    m->owner = owner;
+    unsigned char *b = (unsigned char *)m;
+    for (size_t i = sizeof *m; i < size; i++)
+        b[i] = (unsigned char)(seq + i);
+}
+
+static void check_msg(const struct msg *m)
+{
+    const unsigned char *b = (const unsigned char *)m;
+    for (size_t i = sizeof *m; i < m->size; i++)
+        if (b[i] != (unsigned char)(m->seq + i))
+            cr_assert_fail("message %llu byte %zu overwritten", (unsigned long long)m->seq, i);
+}
+
+struct role { int id, nring; long count; };
+
+static void *producer(void *arg)
+{
+    struct role *r = arg;
+    uint64_t seed = 0x1234567ull * (uint64_t)(r->id + 1);
+    for (long i = 0; i < r->count; i++) {
+        size_t size = msg_size(xorshift(&seed));
+        struct msg *m = bm_malloc(size);
+        cr_assert_not_null(m);
+        stamp(m, size, (uint64_t)i * 16 + (uint64_t)r->id, (unsigned)r->id);
+        struct ring *q = &rings[r->id % r->nring];
+        unsigned k = (unsigned)(xorshift(&seed) % RING);
+        uintptr_t expect = 0;
+        while (!atomic_compare_exchange_weak(&q->slot[k], &expect, (uintptr_t)m)) {
+            expect = 0;
+            k = (k + 1) % RING;
+            sched_yield();
+        }
+    }
+    return NULL;
+}
+
+static void *consumer(void *arg)
+{
+    struct role *r = arg;
+    struct ring *q = &rings[r->id];
+    for (;;) {
+        bool any = false;
+        for (unsigned k = 0; k < RING; k++) {
+            uintptr_t v = atomic_exchange(&q->slot[k], 0);
+            if (v) {
+                check_msg((struct msg *)v);
+                bm_free((void *)v);
+                any = true;
+            }
+        }
+        if (!any) {
+            if (atomic_load(&producers_done))
+                break;
+            sched_yield();
+        }
+    }
+    /* a last sweep after the producers stopped */
+    for (unsigned k = 0; k < RING; k++) {
+        uintptr_t v = atomic_exchange(&q->slot[k], 0);
+        if (v) {
+            check_msg((struct msg *)v);
+            bm_free((void *)v);
+        }
+    }
+    return NULL;
+}
+
+static void producer_consumer(int pairs, long per_producer)
+{
+    pthread_t pt[8], ct[8];
+    struct role pr[8], cr[8];
+    atomic_store(&producers_done, 0);
+    for (int i = 0; i < pairs; i++) {
+        cr[i] = (struct role){ i, pairs, 0 };
+        pthread_create(&ct[i], NULL, consumer, &cr[i]);
+    }
+    for (int i = 0; i < pairs; i++) {
+        pr[i] = (struct role){ i, pairs, per_producer };
+        pthread_create(&pt[i], NULL, producer, &pr[i]);
+    }
+    for (int i = 0; i < pairs; i++)
+        pthread_join(pt[i], NULL);
+    atomic_store(&producers_done, 1);
+    for (int i = 0; i < pairs; i++)
+        pthread_join(ct[i], NULL);
+    struct bm_malloc_stats ms;
+    bm_malloc_stats(&ms);
+    cr_assert_eq(ms.small_allocs, ms.small_frees, "every small block came back");
+    bm_trim(0);
+    for (int c = 0; c < bm_nr_classes(); c++) {
+        struct bm_class_stats cs;
+        bm_class_stats(c, &cs);
+        cr_assert_eq(cs.slabs, 0, "class %u keeps %lu slabs after trim", cs.size, cs.slabs);
+    }
+}
+
+Test(threads, producer_consumer_2, .timeout = 120) { producer_consumer(1, 100000); }
+Test(threads, producer_consumer_4, .timeout = 120) { producer_consumer(2, 50000); }
+Test(threads, producer_consumer_8, .timeout = 120) { producer_consumer(4, 25000); }
+Test(threads, producer_consumer_16, .timeout = 120) { producer_consumer(8, 12000); }
+
+/* ---- thread exit ----------------------------------------------------------- */
+
+static void *alloc_and_leave(void *arg)
+{
+    void **out = arg;
+    for (int i = 0; i < 1000; i++)
+        out[i] = bm_malloc(64 + (size_t)(i % 7) * 100);
+    return NULL;
+}
+
+Test(threads, blocks_outlive_their_thread_and_slabs_are_adopted)
+{
+    static void *blocks[1000];
+    pthread_t t;
+    pthread_create(&t, NULL, alloc_and_leave, blocks);
+    pthread_join(t, NULL);
+    struct bm_class_stats cs;
+    unsigned long abandoned = 0;
+    for (int c = 0; c < bm_nr_classes(); c++) {
+        bm_class_stats(c, &cs);
+        abandoned += cs.abandoned;
+    }
+    cr_assert_gt(abandoned, 0, "the dead thread's slabs wait for an owner");
+    assert_heap_ok();
+    /* this thread frees them (remote frees into abandoned slabs) ... */
+    for (int i = 0; i < 1000; i += 2)
+        bm_free(blocks[i]);
+    /* ... and adopts the slabs when it allocates those classes */
+    for (int i = 0; i < 1000; i++)
+        blocks[i] = i % 2 ? blocks[i] : bm_malloc(64 + (size_t)(i % 7) * 100);
+    unsigned long adopted_after = 0;
+    for (int c = 0; c < bm_nr_classes(); c++) {
+        bm_class_stats(c, &cs);
+        adopted_after += cs.abandoned;
+    }
+    cr_assert_lt(adopted_after, abandoned, "abandoned slabs were adopted");
+    for (int i = 0; i < 1000; i++)
+        bm_free(blocks[i]);
+    bm_trim(0);
+    for (int c = 0; c < bm_nr_classes(); c++) {
+        bm_class_stats(c, &cs);
+        cr_assert_eq(cs.slabs, 0, "nothing stranded in class %u", cs.size);
+    }
+}
+
+static void *churn_and_exit(void *arg)
+{
+    (void)arg;
+    void *p[256];
+    for (int r = 0; r < 4; r++) {
+        for (int i = 0; i < 256; i++)
+            p[i] = bm_malloc(16 + (size_t)i * 24);
+        for (int i = 0; i < 256; i++)
+            bm_free(p[i]);
+    }
+    return NULL;
+}
+
+Test(threads, thousand_threads_keep_memory_bounded, .timeout = 120)
+{
+    bm_ensure_init();
+    pthread_t t[8];
+    size_t rss_after_100 = 0;
+    for (int round = 0; round < 125; round++) {
+        for (int i = 0; i < 8; i++)
+            pthread_create(&t[i], NULL, churn_and_exit, NULL);
+        for (int i = 0; i < 8; i++)
+            pthread_join(t[i], NULL);
+        if (round == 12)
+            rss_after_100 = rss_bytes();
+    }
+    size_t rss_end = rss_bytes();
+    cr_assert_leq(rss_end, rss_after_100 + 4 * MiB,
+                  "RSS grew from %zu KiB after 100 threads to %zu KiB after 1000",
+                  rss_after_100 >> 10, rss_end >> 10);
+    struct bm_malloc_stats ms;
+    bm_malloc_stats(&ms);
+    cr_assert_leq(ms.heaps, 1, "exited threads' heaps are recycled");
+    cr_assert_eq(ms.small_allocs, ms.small_frees);
+}
+
+/* 256 threads each allocate and free a few MiB of small objects, then sit
+ * idle: what stays resident is bounded by a small amount per thread. */
+static pthread_barrier_t idle_barrier, done_barrier;
+
+static void *few_mib_then_idle(void *arg)
+{
+    (void)arg;
+    enum { N = 16384 };
+    void **p = bm_malloc(N * sizeof *p);
+    for (int i = 0; i < N; i++)
+        p[i] = bm_malloc(64 + (size_t)(i % 4) * 64);     /* ~3 MiB */
+    for (int i = 0; i < N; i++)
+        bm_free(p[i]);
+    bm_free(p);
+    pthread_barrier_wait(&idle_barrier);
+    pthread_barrier_wait(&done_barrier);
+    return NULL;
+}
+
+Test(threads, idle_threads_cost_little, .timeout = 120)
+{
+    enum { T = 256 };
+    static pthread_t t[T];
+    bm_ensure_init();
+    size_t base = rss_bytes();
+    pthread_barrier_init(&idle_barrier, NULL, T + 1);
+    pthread_barrier_init(&done_barrier, NULL, T + 1);
+    for (int i = 0; i < T; i++)
+        cr_assert_eq(pthread_create(&t[i], NULL, few_mib_then_idle, NULL), 0);
+    pthread_barrier_wait(&idle_barrier);
+    size_t idle = rss_bytes();
+    struct bm_zone_stats z;
+    bm_zone_stats(0, &z);
+    /* each idle thread keeps at most its current slab per class it used
+     * (4 classes x 4 KiB) and its heap; freed memory above the release
+     * threshold has gone back to the OS */
+    size_t per_thread = (idle > base ? idle - base : 0) / T;
+    cr_assert_leq(per_thread, 160 * 1024, "%zu KiB resident per idle thread", per_thread >> 10);
+    pthread_barrier_wait(&done_barrier);
+    for (int i = 0; i < T; i++)
+        pthread_join(t[i], NULL);
+}
