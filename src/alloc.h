@@ -65,7 +65,7 @@ static inline bool slab_block_ok(const struct bm_page *s, uintptr_t a)
     const struct bm_class *c = &bm_classes[s->slab.cls];
     uintptr_t off = a - (uintptr_t)page_to_addr(s);
     uint64_t idx = (off * (uint64_t)c->magic) >> 32;
-    return idx * c->size == off && idx < s->slab.reserved;
+    return idx * c->size == off && idx < __atomic_load_n(&s->slab.reserved, __ATOMIC_RELAXED);
 }
 
 static inline __attribute__((always_inline)) void bm_free_inline(void *p, const char *fn)
@@ -84,12 +84,13 @@ static inline __attribute__((always_inline)) void bm_free_inline(void *p, const 
         s = (struct bm_page *)s->lru.next;          /* multi-page slab: its head */
     }
     struct bm_heap *h = bm_tls_heap;
-    void *lf = s->slab.local_free;
     /* Not checked here (18 instructions): that p is a block start; every
      * slow path checks it (docs/malloc.md). Checked: the slab is this
-     * thread's, and p is not the block freed last (an immediate double free). */
+     * thread's, and p is not the block freed last (an immediate double free);
+     * local_free is the owner's, read only once ownership is known. */
+    void *lf;
     if (likely(atomic_load_explicit(&s->slab.heap, memory_order_relaxed) == (uintptr_t)h &&
-               p != lf)) {
+               p != (lf = s->slab.local_free))) {
         /* A slab goes on while blocks are out; the current slab also when it
          * empties (hysteresis). Another slab emptying, and used == 0 (a
          * double free), leave the fast path. */

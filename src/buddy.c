@@ -16,7 +16,11 @@
  *  - nonempty[mt] has bit o set exactly when free_area[o].free_list[mt] is
  *    not empty; nr_free counts the blocks on an order's lists;
  *  - every usable page of a region is fresh (never carved) or covered by
- *    exactly one block head: free, on a pageset, allocated, or isolated.
+ *    exactly one block head: free, on a pageset, allocated, or isolated;
+ *  - a free block's PG_released / PG_zero say that none of its pages is
+ *    resident / that it reads as zero; released blocks are at the tail of
+ *    their list, so resident memory is reused first; a split keeps the
+ *    state in both halves, a merge keeps what both halves share.
  */
 #include "internal.h"
 
@@ -34,21 +38,22 @@ void bm_zone_init(struct bm_zone *z, int node)
 /* Resident blocks go to the head and are reused first; blocks whose memory
  * was returned to the OS (or never touched) go to the tail. */
 void bm_add_free(struct bm_zone *z, struct bm_page *p, unsigned order, int mt,
-                 uint64_t freed_ns)
+                 uint64_t freed_ns, unsigned state)
 {
     struct bm_free_area *area = &z->free_area[order];
-    bool resident = order < pageblock_order || bm_block_resident(p, order);
-    set_page_flags(p, PG_buddy);
+    set_page_flags(p, PG_buddy | state);
     p->order = (uint8_t)order;
-    if (resident)
-        list_add(&area->free_list[mt], &p->lru);
-    else
+    if (state & PG_released) {
         list_add_tail(&area->free_list[mt], &p->lru);
+        z->nr_returned_pages += 1UL << order;
+    } else {
+        list_add(&area->free_list[mt], &p->lru);
+        if (order >= bm_g.opt.release_min_order)
+            bm_dirty_add(z, p, order, freed_ns);
+    }
     area->nr_free++;
     z->nonempty[mt] |= 1u << order;
     z->nr_free_pages += 1UL << order;
-    if (order >= pageblock_order && resident)
-        bm_dirty_add(z, p, order, freed_ns);
 }
 
 static inline void del_free(struct bm_zone *z, struct bm_page *p, unsigned order, int mt)
@@ -57,6 +62,8 @@ static inline void del_free(struct bm_zone *z, struct bm_page *p, unsigned order
     list_del(&p->lru);
     if (p->flags & PG_dirty)
         bm_dirty_del(z, p, order);
+    if (p->flags & PG_released)
+        z->nr_returned_pages -= 1UL << order;
     set_page_flags(p, 0);
     area->nr_free--;
     if (list_empty(&area->free_list[mt]))
@@ -71,40 +78,28 @@ void bm_del_free(struct bm_zone *z, struct bm_page *p, unsigned order)
 
 /*
  * Split a block of order high, whose head is page, down to order low: the
- * upper halves go back on the free lists (the kernel's expand()). Halves of
- * pageblock order or more keep the dirty timestamp of the block they came
- * from, so splitting does not make old free memory look new.
+ * upper halves go back on the free lists (the kernel's expand()), with the
+ * block's released/zero state and its dirty timestamp, so splitting does not
+ * make old free memory look new.
  */
 static void expand(struct bm_zone *z, struct bm_page *page, unsigned low, unsigned high,
-                   int mt, uint64_t stamp)
+                   int mt, uint64_t stamp, unsigned state)
 {
     while (high > low) {
         high--;
-        bm_add_free(z, page + (1UL << high), high, mt, stamp);
+        bm_add_free(z, page + (1UL << high), high, mt, stamp, state);
     }
 }
 
-/* Pageblocks of block p..p+2^order that were not resident become resident:
- * the caller is about to hand the block out and its user will touch it.
- * Returns whether the whole block reads as zero (every pageblock untouched
- * since it was fresh or given back with MADV_DONTNEED). */
-bool bm_mark_resident(struct bm_zone *z, struct bm_page *p, unsigned order)
+/* Take free block p of order o off its list and split it down to order:
+ * what the caller gets. Its state is left in z->last_alloc_state. */
+static void take_block(struct bm_zone *z, struct bm_page *p, unsigned order, unsigned o, int mt)
 {
-    struct bm_region *r = page_region(p);
-    unsigned long pb = page_index(p) >> pageblock_order;
-    unsigned long n = order > pageblock_order ? 1UL << (order - pageblock_order) : 1;
-    bool zero = true;
-    for (unsigned long i = pb; i < pb + n; i++) {
-        uint64_t bit = 1ULL << (i % 64);
-        if (!(r->pb_zero[i / 64] & bit))
-            zero = false;
-        r->pb_zero[i / 64] &= ~bit;
-        if (unlikely(pageblock_returned(r, i))) {
-            r->pb_returned[i / 64] &= ~bit;
-            z->nr_returned_pages -= pageblock_nr_pages;
-        }
-    }
-    return zero;
+    uint64_t stamp = (p->flags & PG_dirty) ? p->freed_ns : 0;
+    unsigned state = p->flags & PG_STATE;
+    del_free(z, p, o, mt);
+    expand(z, p, order, o, mt, stamp, state);
+    z->last_alloc_state = state;
 }
 
 static struct bm_page *rmqueue_smallest(struct bm_zone *z, unsigned order, int mt)
@@ -114,9 +109,7 @@ static struct bm_page *rmqueue_smallest(struct bm_zone *z, unsigned order, int m
         return NULL;
     unsigned o = order + (unsigned)__builtin_ctz(mask);
     struct bm_page *p = lru_to_page(z->free_area[o].free_list[mt].next);
-    uint64_t stamp = (p->flags & PG_dirty) ? p->freed_ns : 0;
-    del_free(z, p, o, mt);
-    expand(z, p, order, o, mt, stamp);
+    take_block(z, p, order, o, mt);
     return p;
 }
 
@@ -163,9 +156,10 @@ static bool try_claim(struct bm_zone *z, struct bm_page *page, unsigned order,
 {
     if (order >= pageblock_order) {
         uint64_t stamp = (page->flags & PG_dirty) ? page->freed_ns : 0;
+        unsigned state = page->flags & PG_STATE;
         del_free(z, page, order, old_mt);
         bm_set_pageblock_range(page, order, start_mt);
-        bm_add_free(z, page, order, start_mt, stamp);
+        bm_add_free(z, page, order, start_mt, stamp, state);
         z->c.claimed[start_mt] += 1UL << (order - pageblock_order);
         return true;
     }
@@ -191,8 +185,9 @@ static bool try_claim(struct bm_zone *z, struct bm_page *page, unsigned order,
         unsigned long n = 1UL << p->order;
         unsigned flags = page_flags(p);
         if (flags & PG_buddy) {
+            unsigned state = flags & PG_STATE;
             del_free(z, p, (unsigned)p->order, old_mt);
-            bm_add_free(z, p, (unsigned)p->order, start_mt, 0);
+            bm_add_free(z, p, (unsigned)p->order, start_mt, 0, state);
         }
         i += flags ? n : 1;
     }
@@ -241,9 +236,7 @@ found:;
     if (can_claim((unsigned)current, start_mt) &&
         try_claim(z, page, (unsigned)current, start_mt, fmt))
         return CLAIMED;
-    uint64_t stamp = (page->flags & PG_dirty) ? page->freed_ns : 0;
-    del_free(z, page, (unsigned)current, fmt);
-    expand(z, page, order, (unsigned)current, fmt, stamp);
+    take_block(z, page, order, (unsigned)current, fmt);
     return page;
 }
 
@@ -286,8 +279,7 @@ struct bm_page *bm_rmqueue(struct bm_zone *z, unsigned order, int mt)
         z->c.enomem++;
         return NULL;
     }
-    z->last_alloc_zeroed = bm_mark_resident(z, p, order);
-    z->c.zeroed_allocs += z->last_alloc_zeroed;
+    z->c.zeroed_allocs += !!(z->last_alloc_state & PG_zero);
     z->c.alloc[order]++;
     p->order = (uint8_t)order;
     return p;
@@ -315,9 +307,10 @@ int bm_rmqueue_bulk(struct bm_zone *z, unsigned order, int count, int mt,
  * Buddies below MAX_ORDER-1 always lie in the same max-order block, which was
  * carved whole, so no bounds check is needed. Above pageblock order the
  * merged block takes the freed block's type, except that RESERVE pageblocks
- * never merge with others.
+ * never merge with others. The merged block keeps the released/zero state
+ * both halves share.
  */
-void bm_free_one_page(struct bm_zone *z, struct bm_page *page, unsigned order)
+void bm_free_one_page(struct bm_zone *z, struct bm_page *page, unsigned order, unsigned state)
 {
     unsigned long idx = page_index(page);
     int mt = get_pageblock_mt(page);
@@ -325,8 +318,10 @@ void bm_free_one_page(struct bm_zone *z, struct bm_page *page, unsigned order)
     while (order < MAX_ORDER - 1) {
         unsigned long bidx = idx ^ (1UL << order);
         struct bm_page *buddy = page + ((long)bidx - (long)idx);
-        if (!(page_flags(buddy) & PG_buddy) || buddy->order != order)
+        unsigned bflags = page_flags(buddy);
+        if (!(bflags & PG_buddy) || buddy->order != order)
             break;
+        state &= bflags;
         if (order >= pageblock_order) {
             int bmt = get_pageblock_mt(buddy);
             if (bmt != mt && (bmt == MIGRATE_RESERVE || mt == MIGRATE_RESERVE))
@@ -343,7 +338,7 @@ void bm_free_one_page(struct bm_zone *z, struct bm_page *page, unsigned order)
         }
         order++;
     }
-    bm_add_free(z, page, order, mt, 0);
+    bm_add_free(z, page, order, mt, 0, state);
 }
 
 /*
@@ -365,7 +360,7 @@ void bm_zone_setup_reserve(struct bm_zone *z, int nr)
         struct bm_page *p = block + i * pageblock_nr_pages;
         int mt = i < (unsigned long)nr ? MIGRATE_RESERVE : MIGRATE_PAGES;
         bm_set_pageblock_range(p, pageblock_order, mt);
-        bm_free_one_page(z, p, pageblock_order);
+        bm_free_one_page(z, p, pageblock_order, PG_STATE);
     }
     z->nr_reserve_blocks = (unsigned long)nr;
 }

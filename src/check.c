@@ -84,6 +84,7 @@ static bool types_merge(int a, int b)
 struct counts {
     unsigned long blocks[MAX_ORDER][MIGRATE_TYPES];
     unsigned long free_pages, pcp_pages, alloc_pages, isolated_pages, dirty_pages;
+    unsigned long released_pages;
 };
 
 static void check_free_lists(struct ck *c, struct bm_zone *z, struct counts *lists)
@@ -119,10 +120,14 @@ static void check_free_lists(struct ck *c, struct bm_zone *z, struct counts *lis
                     if (page_region(p)->pb_mt[(idx >> pageblock_order) + k] != mt)
                         fail(c, "free block on the list of another migrate type than its pageblock",
                              p, (uint64_t)mt, page_region(p)->pb_mt[(idx >> pageblock_order) + k]);
-                bool dirty_expected = o >= pageblock_order && bm_block_resident(p, o);
+                bool dirty_expected = o >= bm_g.opt.release_min_order && !(p->flags & PG_released);
                 if (!!(p->flags & PG_dirty) != dirty_expected)
-                    fail(c, "PG_dirty disagrees with the block's resident pageblocks", p,
+                    fail(c, "PG_dirty disagrees with the block's order and released state", p,
                          dirty_expected, 0);
+                if ((p->flags & PG_zero) && !(p->flags & PG_released))
+                    fail(c, "free block marked zero but not released", p, 0, 0);
+                if (p->flags & PG_released)
+                    lists->released_pages += 1UL << o;
                 lists->blocks[o][mt]++;
                 lists->free_pages += 1UL << o;
                 n++;
@@ -138,6 +143,9 @@ static void check_free_lists(struct ck *c, struct bm_zone *z, struct counts *lis
     if (lists->free_pages != z->nr_free_pages)
         fail(c, "nr_free_pages differs from the pages on the free lists", NULL,
              lists->free_pages, z->nr_free_pages);
+    if (lists->released_pages != z->nr_returned_pages)
+        fail(c, "nr_returned_pages differs from the released free blocks", NULL,
+             lists->released_pages, z->nr_returned_pages);
 }
 
 static void check_dirty_list(struct ck *c, struct bm_zone *z)
@@ -154,11 +162,7 @@ static void check_dirty_list(struct ck *c, struct bm_zone *z)
             fail(c, "dirty list holds a block that is not a free dirty block", NULL, 0, 0);
             continue;
         }
-        unsigned long pb = page_index(p) >> pageblock_order;
-        unsigned long npb = p->order > pageblock_order ? 1UL << (p->order - pageblock_order) : 1;
-        for (unsigned long k = 0; k < npb; k++)
-            if (!pageblock_returned(page_region(p), pb + k))
-                pages += pageblock_nr_pages;
+        pages += 1UL << p->order;
     }
     if (pages != z->nr_dirty_pages)
         fail(c, "nr_dirty_pages differs from the dirty list", NULL, pages, z->nr_dirty_pages);
@@ -256,7 +260,7 @@ static void bm_check_slab_lists(void *ctx, struct bm_page *s)
  * exactly one block head. */
 static void check_regions(struct ck *c, struct bm_zone *z, struct counts *walk)
 {
-    unsigned long managed = 0, fresh = 0, returned = 0, nregions = 0;
+    unsigned long managed = 0, fresh = 0, nregions = 0;
     bool fresh_seen = false;
     for (struct bm_region *r = z->regions; r; r = r->next) {
         nregions++;
@@ -275,12 +279,6 @@ static void check_regions(struct ck *c, struct bm_zone *z, struct counts *walk)
         if (r->fresh_next < REGION_PAGES)
             fresh_seen = true;
         for (unsigned long pb = REGION_FIRST_PAGE >> pageblock_order; pb < REGION_PAGEBLOCKS; pb++) {
-            if ((r->pb_zero[pb / 64] >> (pb % 64) & 1) && !pageblock_returned(r, pb))
-                fail(c, "pageblock marked zero but resident", NULL, pb, 0);
-            if (pageblock_returned(r, pb))
-                returned += pageblock_nr_pages;
-            else if (pb >= r->fresh_next >> pageblock_order)
-                fail(c, "never-carved pageblock marked resident", NULL, pb, 0);
             if (r->pb_mt[pb] >= MIGRATE_TYPES)
                 fail(c, "pageblock has no valid migrate type", NULL, pb, r->pb_mt[pb]);
         }
@@ -310,7 +308,6 @@ static void check_regions(struct ck *c, struct bm_zone *z, struct counts *walk)
                 else
                     check_slab_meta(c, p);
             }
-            unsigned long npb = ((i + span - 1) >> pageblock_order) - (i >> pageblock_order) + 1;
             int mt = r->pb_mt[i >> pageblock_order];
             if (kinds == PG_buddy) {
                 walk->blocks[o][mt]++;
@@ -329,10 +326,8 @@ static void check_regions(struct ck *c, struct bm_zone *z, struct counts *walk)
                     walk->alloc_pages += span;
                 else
                     walk->isolated_pages += 1UL << o;
-                if (kinds != PG_isolated)
-                    for (unsigned long k = 0; k < npb; k++)
-                        if (pageblock_returned(r, (i >> pageblock_order) + k))
-                            fail(c, "block in use inside a returned pageblock", p, i, 0);
+                if (p->flags & PG_STATE)
+                    fail(c, "released/zero state on a block that is not free", p, i, 0);
             }
             i += span;
         }
@@ -345,9 +340,6 @@ static void check_regions(struct ck *c, struct bm_zone *z, struct counts *walk)
         fail(c, "nr_fresh_blocks differs from the regions", NULL, fresh, z->nr_fresh_blocks);
     if (fresh_seen && !z->fresh)
         fail(c, "a region has fresh blocks but the zone has no fresh region", NULL, 0, 0);
-    if (returned != z->nr_returned_pages)
-        fail(c, "nr_returned_pages differs from the returned pageblocks", NULL, returned,
-             z->nr_returned_pages);
     if (walk->isolated_pages != z->nr_isolated)
         fail(c, "nr_isolated differs from the isolated blocks", NULL, walk->isolated_pages,
              z->nr_isolated);

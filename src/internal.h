@@ -178,10 +178,6 @@ static inline int get_pageblock_mt(const struct bm_page *p)
     return page_region(p)->pb_mt[page_index(p) >> pageblock_order];
 }
 
-static inline bool pageblock_returned(const struct bm_region *r, unsigned long pb)
-{
-    return (r->pb_returned[pb / 64] >> (pb % 64)) & 1;
-}
 
 /* ---- time (vDSO, no system call, no allocation) -------------------------- */
 uint64_t bm_now_ns(void);
@@ -214,11 +210,12 @@ void bm_zone_init(struct bm_zone *z, int node);
 struct bm_page *bm_rmqueue(struct bm_zone *z, unsigned order, int mt);   /* locked */
 int bm_rmqueue_bulk(struct bm_zone *z, unsigned order, int count, int mt,
                     struct bm_list *out);                                /* locked */
-void bm_free_one_page(struct bm_zone *z, struct bm_page *p, unsigned order); /* locked */
+/* state: PG_STATE flags of the memory freed (0 for memory a user had) */
+void bm_free_one_page(struct bm_zone *z, struct bm_page *p, unsigned order,
+                      unsigned state);                                   /* locked */
 void bm_add_free(struct bm_zone *z, struct bm_page *p, unsigned order, int mt,
-                 uint64_t freed_ns);
+                 uint64_t freed_ns, unsigned state);
 void bm_del_free(struct bm_zone *z, struct bm_page *p, unsigned order);
-bool bm_mark_resident(struct bm_zone *z, struct bm_page *p, unsigned order);
 void bm_zone_setup_reserve(struct bm_zone *z, int nr);
 
 /* ---- pcp.c ------------------------------------------------------------- */
@@ -227,7 +224,6 @@ void bm_pcp_update_sizes(struct bm_zone *z);
 void bm_pcp_drain_zone(struct bm_zone *z);
 
 /* ---- release.c --------------------------------------------------------- */
-bool bm_block_resident(const struct bm_page *p, unsigned order);
 void bm_dirty_add(struct bm_zone *z, struct bm_page *p, unsigned order, uint64_t now);
 void bm_dirty_del(struct bm_zone *z, struct bm_page *p, unsigned order);
 /* Called with the zone lock held after frees; may drop and retake it. */

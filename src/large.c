@@ -31,8 +31,9 @@ static unsigned order_for_pages(size_t npages)
 }
 
 /* Give pages [start, start + n) back as the largest aligned blocks that tile
- * them. Zone lock held; their descriptors' flags must be clear. */
-static void free_range(struct bm_zone *z, struct bm_page *start, unsigned long n)
+ * them, with released/zero state `state`. Zone lock held; their
+ * descriptors' flags must be clear. */
+static void free_range(struct bm_zone *z, struct bm_page *start, unsigned long n, unsigned state)
 {
     unsigned long i = page_index(start), end = i + n;
     struct bm_page *mm = region_mem_map(page_region(start));
@@ -42,7 +43,7 @@ static void free_range(struct bm_zone *z, struct bm_page *start, unsigned long n
             o = MAX_ORDER - 1;
         while (i + (1UL << o) > end)
             o--;
-        bm_free_one_page(z, mm + i, o);
+        bm_free_one_page(z, mm + i, o, state);
         i += 1UL << o;
     }
 }
@@ -59,12 +60,14 @@ struct bm_page *bm_large_alloc(size_t npages, unsigned align_order, bool *zeroed
     bm_mutex_lock(&z->lock);
     struct bm_page *p = bm_rmqueue(z, order, MIGRATE_LARGE);
     if (p) {
-        *zeroed = z->last_alloc_zeroed;
+        /* the tail goes back as untouched as the block was */
+        unsigned state = z->last_alloc_state;
+        *zeroed = state & PG_zero;
         p->flags = PG_alloc | PG_large;
         p->mt = MIGRATE_LARGE;
         p->large.npages = npages;
         if (npages < (1UL << order))
-            free_range(z, p + npages, (1UL << order) - npages);
+            free_range(z, p + npages, (1UL << order) - npages, state);
     }
     bm_mutex_unlock(&z->lock);
     if (!p)
@@ -78,7 +81,7 @@ void bm_large_free(struct bm_page *p)
     bm_mutex_lock(&z->lock);
     unsigned long n = p->large.npages;
     set_page_flags(p, 0);
-    free_range(z, p, n);
+    free_range(z, p, n, 0);
     bm_release_maybe(z);
     bm_mutex_unlock(&z->lock);
 }
@@ -99,7 +102,7 @@ bool bm_large_resize(struct bm_page *p, size_t npages)
     bm_mutex_lock(&z->lock);
     if (npages <= have) {
         if (npages < have)
-            free_range(z, p + npages, have - npages);
+            free_range(z, p + npages, have - npages, 0);
         p->large.npages = npages;
         bm_release_maybe(z);
         bm_mutex_unlock(&z->lock);
@@ -119,11 +122,10 @@ bool bm_large_resize(struct bm_page *p, size_t npages)
     if (ok) {
         for (unsigned long i = idx + have; i < end;) {
             struct bm_page *b = mm + i;
-            unsigned o = b->order;
+            unsigned o = b->order, state = b->flags & PG_STATE;
             bm_del_free(z, b, o);
-            bm_mark_resident(z, b, o);
             if (i + (1UL << o) > end)
-                free_range(z, mm + end, i + (1UL << o) - end);
+                free_range(z, mm + end, i + (1UL << o) - end, state);
             i += 1UL << o;
         }
         p->large.npages = npages;

@@ -60,7 +60,7 @@ BM_COLD static void free_to_zone(struct bm_zone *z, struct bm_page *p, unsigned 
 {
     bm_mutex_lock(&z->lock);
     p->flags = 0;
-    bm_free_one_page(z, p, order);
+    bm_free_one_page(z, p, order, 0);
     bm_release_maybe(z);
     bm_mutex_unlock(&z->lock);
 }

@@ -96,7 +96,7 @@ static void free_pcppages_bulk(struct bm_zone *z, struct bm_pcp *pcp, int pages)
             STAT_ADD(pcp->count, -(1 << order));
             pages -= 1 << order;
             p->flags = 0;
-            bm_free_one_page(z, p, order);
+            bm_free_one_page(z, p, order, 0);
         } while (pages > 0 && !list_empty(l));
     }
     bm_release_maybe(z);

@@ -74,8 +74,6 @@ bool bm_region_add(struct bm_zone *z)
     /* Like the kernel at boot, every pageblock starts movable (PAGES); the
      * first user of a fresh block retypes it (bm_carve_fresh). */
     memset(r->pb_mt, MIGRATE_PAGES, sizeof r->pb_mt);
-    memset(r->pb_returned, 0xff, sizeof r->pb_returned);   /* never touched */
-    memset(r->pb_zero, 0xff, sizeof r->pb_zero);
 
     r->next = z->regions;
     z->regions = r;
@@ -85,7 +83,6 @@ bool bm_region_add(struct bm_zone *z)
     unsigned long usable = REGION_PAGES - REGION_FIRST_PAGE;
     z->managed_pages += usable;
     z->nr_fresh_blocks += usable / MAX_ORDER_NR_PAGES;
-    z->nr_returned_pages += usable;
 
     uintptr_t slot = r->base >> REGION_SHIFT;
     atomic_store_explicit(&bm_region_map[slot], 1, memory_order_release);
@@ -119,7 +116,7 @@ bool bm_carve_fresh(struct bm_zone *z, int mt)
             z->nr_fresh_blocks--;
             z->c.fresh_carved++;
             bm_set_pageblock_range(p, MAX_ORDER - 1, mt);
-            bm_add_free(z, p, MAX_ORDER - 1, mt, 0);
+            bm_add_free(z, p, MAX_ORDER - 1, mt, 0, PG_STATE);   /* untouched: zero */
             return true;
         }
         /* Regions are carved oldest first; find another with fresh blocks. */

@@ -98,7 +98,8 @@ static void slab_extend(struct bm_page *s)
         *(void **)(b + (size_t)i * c->size) = b + (size_t)(i + 1) * c->size;
     *(void **)(b + (size_t)(n - 1) * c->size) = s->slab.free;
     s->slab.free = b;
-    s->slab.reserved = (uint16_t)(s->slab.reserved + n);
+    /* other threads read it to check a pointer they free */
+    __atomic_store_n(&s->slab.reserved, (uint16_t)(s->slab.reserved + n), __ATOMIC_RELAXED);
 }
 
 /*

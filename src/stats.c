@@ -36,8 +36,8 @@ static void snapshot(struct bm_zone *z, struct bm_zone_stats *s)
     s->managed_pages = z->managed_pages;
     s->fresh_blocks = z->nr_fresh_blocks;
     s->free_pages = z->nr_free_pages + z->nr_fresh_blocks * MAX_ORDER_NR_PAGES;
-    s->returned_pages = z->nr_returned_pages;
-    s->resident_pages = z->managed_pages - z->nr_returned_pages;
+    s->returned_pages = z->nr_returned_pages + z->nr_fresh_blocks * MAX_ORDER_NR_PAGES;
+    s->resident_pages = z->managed_pages - s->returned_pages;
     s->dirty_pages = z->nr_dirty_pages;
     for (unsigned o = 0; o < MAX_ORDER; o++) {
         s->nr_free[o] = z->free_area[o].nr_free;

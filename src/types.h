@@ -110,7 +110,12 @@ enum {
     PG_tail     = 1u << 7,  /* tail page of a slab: lru.next is the head        */
     PG_large    = 1u << 8,  /* PG_alloc head of a malloc'ed run of pages:
                              * page->large.npages is valid                     */
+    PG_released = 1u << 9,  /* PG_buddy block none of whose pages is resident:
+                             * fresh, or given back with madvise since        */
+    PG_zero     = 1u << 10, /* PG_released block that reads as zero (fresh, or
+                             * MADV_DONTNEED)                                  */
 };
+#define PG_STATE (PG_released | PG_zero)
 
 /* A slab's metadata lives in its head descriptor (no header in the slab
  * itself, so blocks start page-aligned and the slab's memory is touched only
@@ -170,9 +175,6 @@ struct bm_region {
                                      * the region is fully carved            */
     uint32_t index;                 /* creation order, for reports            */
     uint8_t  pb_mt[REGION_PAGEBLOCKS];              /* pageblock migrate type */
-    uint64_t pb_returned[(REGION_PAGEBLOCKS + 63) / 64]; /* 1 = not resident */
-    uint64_t pb_zero[(REGION_PAGEBLOCKS + 63) / 64];     /* 1 = reads as zero
-                                     * (never touched, or MADV_DONTNEED)    */
 };
 _Static_assert(sizeof(struct bm_region) <= REGION_FIRST_PAGE * sizeof(struct bm_page),
                "region header must fit in the mem_map's unused descriptors");
@@ -234,15 +236,16 @@ struct bm_zone {
     unsigned long nr_reserve_blocks;
 
     /* return to the OS (release.c) */
-    struct bm_list dirty_list;      /* free, resident blocks >= pageblock order,
-                                     * newest at the head                    */
+    struct bm_list dirty_list;      /* free blocks of release_min_order or more
+                                     * that may be resident, newest first    */
     unsigned long nr_dirty_pages;
-    unsigned long nr_returned_pages;    /* pages in returned pageblocks      */
+    unsigned long nr_returned_pages;    /* in PG_released free blocks (fresh
+                                         * blocks not included)              */
 
     struct bm_zone_counters c;
-    bool last_alloc_zeroed;         /* set by bm_rmqueue for its caller, under
-                                     * the same lock hold: every pageblock of
-                                     * the block read as zero                */
+    unsigned last_alloc_state;      /* set by bm_rmqueue for its caller, under
+                                     * the same lock hold: the PG_STATE flags
+                                     * of the block it came from             */
 
     /* per-CPU pagesets, nr_cpus of them, allocated from the zone itself.
      * Read on every pageset operation: kept off the cache lines that the
@@ -285,6 +288,7 @@ struct bm_options {
     uint64_t release_delay_ns;      /* free this long before release         */
     unsigned long release_threshold_pages; /* or when this many are free     */
     int reserve_pageblocks;         /* RESERVE pageblocks per zone           */
+    unsigned release_min_order;     /* smallest free block given back        */
     int verbose;
 };
 

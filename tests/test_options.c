@@ -10,7 +10,8 @@ Test(options, every_key_parses)
     bm_options_defaults(&o);
     int errors = bm_options_parse(&o, "max_regions=8,pcp=off,pcp_high=100,pcp_batch=10,"
                                       "release=free,release_delay_ms=250,"
-                                      "release_threshold=16M,reserve_pageblocks=0,verbose=1");
+                                      "release_threshold=16M,reserve_pageblocks=0,verbose=1,"
+                                      "release_min_order=6");
     cr_assert_eq(errors, 0);
     cr_assert_eq(o.max_regions, 8);
     cr_assert_eq(o.pcp_enabled, 0);
@@ -21,6 +22,7 @@ Test(options, every_key_parses)
     cr_assert_eq(o.release_threshold_pages, (16ul << 20) / BM_PAGE_SIZE);
     cr_assert_eq(o.reserve_pageblocks, 0);
     cr_assert_eq(o.verbose, 1);
+    cr_assert_eq(o.release_min_order, 6);
 }
 
 Test(options, sizes_and_booleans)
@@ -42,6 +44,8 @@ Test(options, sizes_and_booleans)
 static void check_rejected(const char *opts)
 {
     struct bm_options o, d;
+    memset(&o, 0, sizeof o);        /* padding too: compared whole below */
+    memset(&d, 0, sizeof d);
     bm_options_defaults(&o);
     bm_options_defaults(&d);
     cr_assert_eq(bm_options_parse(&o, opts), 1, "%s should be rejected", opts);
