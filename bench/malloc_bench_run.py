@@ -197,6 +197,8 @@ def main():
     ap.add_argument("--workloads", default=",".join(WORKLOADS),
                     help="comma-separated subset of " + ",".join(WORKLOADS))
     ap.add_argument("--jemalloc", default=JEMALLOC_DEFAULT, help="jemalloc shared library")
+    ap.add_argument("--timeout", type=int, default=0,
+                    help="seconds before a run counts as hung (default 120 quick, 300 full)")
     args = ap.parse_args()
 
     bench = os.path.abspath(args.bench)
@@ -205,7 +207,7 @@ def main():
     for w in workloads:
         if w not in WORKLOADS:
             ap.error("unknown workload %r" % w)
-    timeout = 120 if args.quick else 300
+    timeout = args.timeout or (120 if args.quick else 300)
     started = time.monotonic()
     cpus = os.cpu_count() or 1
 
@@ -252,6 +254,12 @@ def main():
                         info.setdefault(a.name, {}).update(parse_fields(line))
                 if ok and results == 0:
                     ok, problem = False, "no RESULT line on stdout"
+                if not ok:
+                    last = [l for l in out.splitlines() if l.startswith("RESULT ")]
+                    where = ("after %d RESULT line%s, the last: `%s`"
+                             % (len(last), "" if len(last) == 1 else "s", last[-1])
+                             if last else "before any RESULT line")
+                    problem = where + "; " + problem
                 status = "%.2f s" % secs if ok else "FAILED (%s)" % problem.splitlines()[0]
                 log("[%2d/%d] %-8s round %d/%d %-11s %s" % (done, total, w, r + 1, rounds,
                                                             a.name, status))
@@ -266,7 +274,7 @@ def main():
     # ---- the report ---------------------------------------------------------
     print("# malloc-bench: buddymalloc vs jemalloc vs glibc")
     print()
-    print("- mode: %s; %d rounds, the allocators interleaved in every round; median per cell"
+    print("- mode: %s; %d round(s), the allocators interleaved in every round; median per cell"
           % ("--quick (about 0.05 s per cell)" if args.quick else "full (about 0.3 s per cell)",
              rounds))
     i0 = info.get(bm.name, {})
@@ -297,6 +305,7 @@ def main():
     def failure_cell(w, a):
         return "failed" if (w, a.name) in failed else "n/a"
 
+    spread_title = "spread " + "/".join(a.short for a in used)
     je = next((a for a in used if a.short == "je"), None)
     gl = next((a for a in used if a.short == "glibc"), None)
 
@@ -326,7 +335,7 @@ def main():
             head = ["size (B)", "threads"] if w == "sizes" else ["threads"]
             cols = [a.name + " ns/op" for a in used]
             ratios = (["bm/jemalloc"] if je else []) + (["bm/glibc"] if gl else [])
-            print("| " + " | ".join(head + cols + ratios + ["bm Mops/s", "spread bm/je/glibc"])
+            print("| " + " | ".join(head + cols + ratios + ["bm Mops/s", spread_title])
                   + " |")
             print("|" + "--:|" * (len(head) + len(cols) + len(ratios) + 2))
             for cell in cells:
@@ -360,7 +369,7 @@ def main():
             cell = cells[0] if cells else ("256",)
             cols = [a.name for a in used]
             ratios = (["bm/jemalloc"] if je else []) + (["bm/glibc"] if gl else [])
-            print("| " + " | ".join(["measure"] + cols + ratios + ["spread bm/je/glibc"]) + " |")
+            print("| " + " | ".join(["measure"] + cols + ratios + [spread_title]) + " |")
             print("|---|" + "--:|" * (len(cols) + len(ratios) + 1))
             for key, title in metrics:
                 if key == "held_kib" and w != "idle-hold":
