@@ -233,7 +233,8 @@ def main():
     failed = {}         # (workload, alloc name) -> text
     info = {}           # alloc name -> INFO fields
     total = len(workloads) * rounds * len(used)
-    done = 0
+    done = 0            # runs done or given up, for the progress count
+    runs = 0            # runs actually made
     meters = {w: CpuMeter() for w in workloads}
     for w in workloads:
         active = list(used)
@@ -241,6 +242,7 @@ def main():
             for a in list(active):
                 argv = [bench] + mode + [w]
                 done += 1
+                runs += 1
                 meters[w].start()
                 ok, out, problem, secs = run_once(a, argv, timeout)
                 meters[w].stop()
@@ -397,7 +399,7 @@ def main():
                       % (a.name, w, failed[(w, a.name)]))
         print()
 
-    print("- %d runs in %.0f s" % (done, time.monotonic() - started))
+    print("- %d runs in %.0f s" % (runs, time.monotonic() - started))
     sys.stdout.flush()
     return 1 if failed else 0
 

@@ -29,6 +29,21 @@ void *bm_malloc_large(size_t size, size_t align, bool zero, const char *fn)
     unsigned align_order = 0;
     if (align > BM_PAGE_SIZE)
         align_order = (unsigned)__builtin_ctzl(align) - BM_PAGE_SHIFT;
+    if (npages <= (1UL << PCP_MAX_ORDER) && !(npages & (npages - 1)) &&
+        align_order <= (unsigned)__builtin_ctzl(npages)) {
+        /* a whole buddy block of a pageset order: through the pagesets,
+         * no zone lock (bm_large_free gives it back the same way) */
+        unsigned order = (unsigned)__builtin_ctzl(npages);
+        struct bm_page *p = bm_alloc_block(order, MIGRATE_LARGE, 0);
+        if (!p)
+            return NULL;
+        p->large.npages = npages;
+        set_page_flags(p, PG_alloc | PG_large);
+        void *a = page_to_addr(p);
+        if (zero)
+            memset(a, 0, size);
+        return a;
+    }
     if (npages <= MAX_ORDER_NR_PAGES && align_order < MAX_ORDER) {
         bool zeroed = false;
         struct bm_page *p = bm_large_alloc(npages, align_order, &zeroed);

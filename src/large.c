@@ -77,9 +77,16 @@ struct bm_page *bm_large_alloc(size_t npages, unsigned align_order, bool *zeroed
 
 void bm_large_free(struct bm_page *p)
 {
+    unsigned long n = p->large.npages;
+    if (n == (1UL << p->order) && p->order <= PCP_MAX_ORDER) {
+        /* a whole block: back through the pagesets, as it came (or as
+         * bm_large_alloc's exact runs of a power of two are too) */
+        set_page_flags(p, PG_alloc);
+        bm_free_block(p, p->order);
+        return;
+    }
     struct bm_zone *z = page_zone(p);
     bm_mutex_lock(&z->lock);
-    unsigned long n = p->large.npages;
     set_page_flags(p, 0);
     free_range(z, p, n, 0);
     bm_release_maybe(z);

@@ -3,11 +3,19 @@
  * then aborts (as glibc does). docs/malloc.md lists what is caught where.
  */
 #include "helpers.h"
+#include "size_class.h"
 
 static void *free_in_thread(void *p)
 {
     bm_free(p);
     return NULL;
+}
+
+/* The head descriptor of the slab holding p. */
+static struct bm_page *slab_of(void *p)
+{
+    struct bm_page *d = addr_to_page((uintptr_t)p);
+    return (d->flags & PG_tail) ? (struct bm_page *)d->lru.next : d;
 }
 
 static void *stack_ptr(void)
@@ -91,17 +99,24 @@ Test(bad, misaligned_pointer_into_emptying_slab, .signal = SIGABRT)
      * block, then that block's address + 8: the first slab is not the
      * current one and would empty, so the free leaves the fast path, whose
      * check catches it. */
-    static char *p[64];
-    for (int i = 0; i < 64; i++)
+    static char *p[4096];
+    struct bm_class_stats cs;
+    void *boot = bm_malloc(100);                    /* bootstraps the classes */
+    bm_class_stats((int)bm_size_to_class(100), &cs);
+    int n = (int)cs.objs_per_slab + 2;
+    cr_assert_leq(n, 4096);
+    for (int i = 0; i < n; i++)
         p[i] = bm_malloc(100);
-    struct bm_page *first = addr_to_page((uintptr_t)p[0]);
+    struct bm_page *first = slab_of(p[0]);
     int last = -1;
-    for (int i = 1; i < 64; i++)
-        if (addr_to_page((uintptr_t)p[i]) == first)
+    for (int i = 1; i < n; i++)
+        if (slab_of(p[i]) == first)
             last = i;
     cr_assert_gt(last, 0);
+    cr_assert_neq(slab_of(p[n - 1]), first, "a second slab was started");
+    bm_free(boot);                  /* in the first slab too */
     for (int i = 0; i < last; i++)
-        if (addr_to_page((uintptr_t)p[i]) == first)
+        if (slab_of(p[i]) == first)
             bm_free(p[i]);
     bm_free(p[last] + 8);
 }
