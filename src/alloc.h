@@ -76,12 +76,10 @@ static inline __attribute__((always_inline)) void bm_free_inline(void *p, const 
         return;
     }
     struct bm_page *s = addr_to_page(a);
-    if (unlikely(!(page_flags(s) & PG_slab))) {
-        if (!(page_flags(s) & PG_tail)) {           /* a run of pages, or bad */
-            bm_free_other(p, fn);
-            return;
-        }
-        s = (struct bm_page *)s->lru.next;          /* multi-page slab: its head */
+    s -= s->head_off;               /* a multi-page slab's head, branch-free */
+    if (unlikely(!(page_flags(s) & PG_slab))) {     /* a run of pages, or bad */
+        bm_free_other(p, fn);
+        return;
     }
     struct bm_heap *h = bm_tls_heap;
     /* Not checked here (18 instructions): that p is a block start; every

@@ -212,7 +212,7 @@ static void check_slab_meta(struct ck *c, struct bm_page *s)
         fail(c, "slab counters out of range (used, reserved)", s, s->slab.used,
              s->slab.reserved);
     for (unsigned long i = 1; i < (1UL << s->order); i++)
-        if (page_flags(&s[i]) != PG_tail || s[i].lru.next != &s->lru)
+        if (page_flags(&s[i]) != PG_tail || s[i].lru.next != &s->lru || s[i].head_off != i)
             fail(c, "slab tail page does not point to its head", s, i, 0);
 }
 
@@ -302,6 +302,8 @@ static void check_regions(struct ck *c, struct bm_zone *z, struct counts *walk)
             }
             if ((p->flags & PG_large) && (kinds != PG_alloc || span > (1UL << o) * 16))
                 fail(c, "page run with impossible flags or size", p, i, span);
+            if (p->head_off)
+                fail(c, "block head with a tail offset", p, i, p->head_off);
             if (p->flags & PG_slab) {
                 if (kinds != PG_alloc)
                     fail(c, "slab head that is not allocated", p, i, kinds);

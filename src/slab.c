@@ -74,6 +74,7 @@ static struct bm_page *slab_new(struct bm_heap *h, unsigned cls)
     s->slab.cls = (uint8_t)cls;
     for (unsigned long i = 1; i < (1UL << c->order); i++) {
         s[i].lru.next = &s->lru;
+        s[i].head_off = (uint16_t)i;
         set_page_flags(&s[i], PG_tail);
     }
     set_page_flags(s, PG_alloc | PG_slab);
@@ -85,8 +86,10 @@ static struct bm_page *slab_new(struct bm_heap *h, unsigned cls)
 static void slab_destroy(struct bm_page *s)
 {
     unsigned cls = s->slab.cls, order = bm_classes[cls].order;
-    for (unsigned long i = 1; i < (1UL << order); i++)
+    for (unsigned long i = 1; i < (1UL << order); i++) {
         set_page_flags(&s[i], 0);
+        s[i].head_off = 0;
+    }
     set_page_flags(s, PG_alloc);
     atomic_fetch_sub_explicit(&bm_slab_stats[cls].slabs, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&bm_slab_stats[cls].destroyed, 1, memory_order_relaxed);
@@ -170,7 +173,7 @@ static struct bm_page *slab_find(struct bm_heap *h, unsigned cls)
      * blocks free, a new slab is made instead (below) and the partial ones
      * gather frees meanwhile: without that slack a heap runs its slabs
      * full and every malloc changes slab. */
-    unsigned min_take = capacity / 8 > 2 ? capacity / 8 : 2;
+    unsigned min_take = capacity / 4 > 2 ? capacity / 4 : 2;
     struct bm_page *fallback = NULL;
     while (!list_empty(&q->partial)) {
         struct bm_page *best = NULL;

@@ -141,7 +141,9 @@ struct bm_page {
     uint8_t  mt;            /* migrate type asked for when allocated/on pcp,
                              * | MT_NOPCP if it must bypass the pagesets    */
     uint16_t node;
-    uint16_t _pad;
+    uint16_t head_off;      /* slab tail page: its distance from the head
+                             * page (so the head is found without a branch);
+                             * 0 on every other descriptor                  */
     union {
         struct {                    /* free blocks (buddy)                   */
             struct bm_list dirty;   /* zone->dirty_list link (PG_dirty)      */
