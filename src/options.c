@@ -19,7 +19,7 @@ void bm_options_defaults(struct bm_options *o)
     o->release_delay_ns = 1000ull * 1000 * 1000;          /* 1 s */
     o->release_threshold_pages = (16ul << 20) >> BM_PAGE_SHIFT;
     o->reserve_pageblocks = 1;
-    o->release_min_order = 4;                             /* 64 KiB */
+    o->release_min_order = 2;                             /* 16 KiB */
     o->verbose = 0;
 }
 

@@ -10,7 +10,7 @@
  * (an upper bound: madvise on pages that are already gone costs little).
  * resident = managed - fresh - released is the zone's RSS bound.
  *
- * Free blocks of release_min_order (64 KiB) or more that may be resident sit
+ * Free blocks of release_min_order (16 KiB) or more that may be resident sit
  * on zone->dirty_list, newest first. They are released
  *   - when the oldest has been free for release_delay, or
  *   - at once when the dirty total passes release_threshold (down to half of
@@ -18,7 +18,9 @@
  *   - on bm_trim().
  * Checks happen where the zone lock is already held after frees; no thread
  * is started. Blocks below release_min_order are never released: the
- * system call would cost more than the memory is worth.
+ * system call would cost more than the memory is worth. (At 64 KiB, the
+ * holes around the one-slab-per-class that idle threads keep held 30 % more
+ * memory with 256 idle threads than at 16 KiB, for no measured speed.)
  *
  * A whole 2 MiB pageblock would be the unit to keep if regions were backed
  * by transparent huge pages; they are not (THP is off for them), so holes

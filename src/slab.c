@@ -159,6 +159,13 @@ static void to_full(struct bm_heap *h, unsigned cls, struct bm_page *s)
     h->q[cls].nr_full++;
 }
 
+/* Blocks a slab must have free to be worth making current. */
+static inline unsigned min_take(unsigned cls)
+{
+    unsigned q = bm_classes[cls].capacity / 4;
+    return q > 2 ? q : 2;
+}
+
 /* A slab with a free block for heap h, class cls, cheapest source first. */
 static struct bm_page *slab_find(struct bm_heap *h, unsigned cls)
 {
@@ -169,11 +176,11 @@ static struct bm_page *slab_find(struct bm_heap *h, unsigned cls)
      * PARTIAL_SCAN): a slab with one free block would be dry again at the
      * next malloc. capacity - used counts every block not out, remote frees
      * excepted (they count once collected). Slabs with none go to the full
-     * queue on the way. If even the best has less than an eighth of its
+     * queue on the way. If even the best has less than a quarter of its
      * blocks free, a new slab is made instead (below) and the partial ones
      * gather frees meanwhile: without that slack a heap runs its slabs
      * full and every malloc changes slab. */
-    unsigned min_take = capacity / 4 > 2 ? capacity / 4 : 2;
+    unsigned min = min_take(cls);
     struct bm_page *fallback = NULL;
     while (!list_empty(&q->partial)) {
         struct bm_page *best = NULL;
@@ -194,7 +201,7 @@ static struct bm_page *slab_find(struct bm_heap *h, unsigned cls)
         }
         if (!best)
             continue;               /* the scanned ones were full; look on */
-        if (best_free < min_take) {
+        if (best_free < min) {
             fallback = best;        /* if no new slab can be had */
             break;
         }
@@ -265,7 +272,11 @@ BM_COLD void *bm_malloc_slow(struct bm_heap *h, unsigned cls)
     }
     struct bm_page *s = h->cur[cls];
     if (s != &bm_slab_empty) {
-        if (slab_refill(s))
+        /* Keep the current slab while collecting gives it a good share of
+         * blocks; a slab that only gets back the one or two just freed
+         * (a working set as large as the slab) would come back here at
+         * every malloc: let slab_find add slack instead. */
+        if (slab_refill(s) && (unsigned)(bm_classes[cls].capacity - s->slab.used) >= min_take(cls))
             goto pop;
         /* Dry: to the back of the partial queue, untagged, so that frees
          * into it stay on the fast path while it waits its turn. Only a
