@@ -103,14 +103,19 @@ static void zone_prefix(struct bm_buf *b, int node)
     bm_puts(b, ", zone   Normal ");
 }
 
-/* A row of numbers, each right-aligned in width columns and followed by a
- * space (the kernel's "%6lu "), then a newline. */
-static void put_columns(struct bm_buf *b, const unsigned long *v, int n, int width)
+/* Numbers, each right-aligned in width columns and followed by a space
+ * (the kernel's "%6lu "); put_columns ends the line. */
+static void put_row(struct bm_buf *b, const unsigned long *v, int n, int width)
 {
     for (int i = 0; i < n; i++) {
         bm_putu(b, v[i], width);
         bm_putc(b, ' ');
     }
+}
+
+static void put_columns(struct bm_buf *b, const unsigned long *v, int n, int width)
+{
+    put_row(b, v, n, width);
     bm_putc(b, '\n');
 }
 
@@ -370,22 +375,13 @@ static void slabinfo(struct bm_buf *b)
         bm_putu(&nb, cs[c].size, 0);
         bm_putsw(b, name, -17);
         bm_putc(b, ' ');
-        bm_putu(b, cs[c].active_objs, 6);
-        bm_putc(b, ' ');
-        bm_putu(b, cs[c].total_objs, 6);
-        bm_putc(b, ' ');
-        bm_putu(b, cs[c].size, 6);
-        bm_putc(b, ' ');
-        bm_putu(b, cs[c].objs_per_slab, 4);
-        bm_putc(b, ' ');
-        bm_putu(b, cs[c].pages_per_slab, 4);
-        bm_puts(b, " : tunables    0    0    0 : slabdata ");
-        bm_putu(b, cs[c].slabs, 6);
-        bm_putc(b, ' ');
-        bm_putu(b, cs[c].slabs, 6);
-        bm_putc(b, ' ');
-        bm_putu(b, 0, 6);
-        bm_putc(b, '\n');
+        const unsigned long objs[] = { cs[c].active_objs, cs[c].total_objs, cs[c].size };
+        const unsigned long geo[] = { cs[c].objs_per_slab, cs[c].pages_per_slab };
+        const unsigned long slabdata[] = { cs[c].slabs, cs[c].slabs, 0 };
+        put_row(b, objs, 3, 6);
+        put_row(b, geo, 2, 4);
+        bm_puts(b, ": tunables    0    0    0 : slabdata ");
+        put_columns(b, slabdata, 3, 6);
     }
     bm_puts(b, "\n# class geometry: tail waste per slab, worst internal waste of a request, "
                "slabs left by exited threads\n");
