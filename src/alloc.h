@@ -38,8 +38,15 @@ static inline __attribute__((always_inline)) void *bm_malloc_class(unsigned cls)
     struct bm_heap *h = bm_tls_heap;
     struct bm_page *s = h->cur[cls];
     void *b = s->slab.free;
-    if (unlikely(!b))
-        return bm_malloc_slow(h, cls);
+    if (unlikely(!b)) {
+        /* the blocks this thread freed into its current slab: taken whole
+         * here, without the slow path (a few blocks cycling through a
+         * slab would otherwise cost a slow call every few mallocs) */
+        b = s->slab.local_free;
+        if (!b)
+            return bm_malloc_slow(h, cls);
+        s->slab.local_free = NULL;
+    }
     s->slab.free = *(void **)b;
     s->slab.used++;
     h->nalloc[cls]++;
