@@ -16,10 +16,8 @@ shift 2
 sizes=${*:-16 64 256 1024}
 N1=${N1:-20000}
 N2=${N2:-40000}
-je=""
-for f in /usr/lib/x86_64-linux-gnu/libjemalloc.so.2 /usr/lib/libjemalloc.so.2; do
-    [ -e "$f" ] && je=$f && break
-done
+# jemalloc wherever the dynamic loader's cache has it (Debian: libjemalloc2)
+je=$(ldconfig -p 2>/dev/null | awk '/libjemalloc\.so\.2 / { print $NF; exit }')
 command -v valgrind >/dev/null || { echo "callgrind-malloc: valgrind not found" >&2; exit 1; }
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/callgrind-malloc.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT HUP INT TERM

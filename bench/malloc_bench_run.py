@@ -29,7 +29,19 @@ import subprocess
 import sys
 import time
 
-JEMALLOC_DEFAULT = "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"
+def _find_jemalloc():
+    """libjemalloc.so.2 from the dynamic loader's cache (Debian: libjemalloc2)."""
+    try:
+        out = subprocess.run(["ldconfig", "-p"], capture_output=True, text=True).stdout
+    except OSError:
+        return "libjemalloc.so.2"
+    for line in out.splitlines():
+        if line.strip().startswith("libjemalloc.so.2 "):
+            return line.split("=>")[-1].strip()
+    return "libjemalloc.so.2"
+
+
+JEMALLOC_DEFAULT = _find_jemalloc()
 WORKLOADS = ["sizes", "prodcons", "idle", "idle-hold"]
 
 # The fields of a RESULT line that name its cell (the others are measurements).

@@ -58,7 +58,7 @@ static char je_version[64];
 static char je_error[256];
 
 #ifndef JEMALLOC_PATH
-#define JEMALLOC_PATH "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"
+#define JEMALLOC_PATH "libjemalloc.so.2"     /* by soname: the loader's search path */
 #endif
 
 /* Debian's jemalloc uses initial-exec TLS (about 2.6 KiB): dlopen can only
