@@ -54,11 +54,6 @@ void bm_slabs_init(void)
 
 static inline struct bm_page *lru_slab(struct bm_list *l) { return lru_to_page(l); }
 
-size_t bm_slab_usable(const struct bm_page *s)
-{
-    return bm_classes[s->slab.cls].size;
-}
-
 static struct bm_page *slab_new(struct bm_heap *h, unsigned cls)
 {
     const struct bm_class *c = &bm_classes[cls];

@@ -32,6 +32,5 @@ void bm_slabs_init(void);
  * and the abandoned ones (each list locked while it is walked). */
 void bm_slab_for_each_quiet(void (*fn)(void *ctx, struct bm_page *s), void *ctx);
 extern _Atomic uint64_t bm_retired_nalloc[BM_NR_CLASSES], bm_retired_nfree[BM_NR_CLASSES];
-size_t bm_slab_usable(const struct bm_page *s);
 
 #endif
