@@ -1,9 +1,11 @@
 /*
- * page-demo - the main job until the malloc API lands: drives the page
+ * page-demo - the main job until `buddymalloc run` lands: drives the page
  * allocator the way a program would (a long-lived population, churn of
- * short-lived blocks from two threads, a burst of large blocks freed again)
- * and prints what the allocator looks like at each step, in the kernel's
- * formats. Ends with the heap checker's verdict.
+ * short-lived blocks from two threads, a burst of large blocks freed again),
+ * then the malloc layer (two threads building and tearing down a table of
+ * strings, passing half of them to each other to free), and prints what the
+ * allocator looks like at each step, in the kernel's formats. Ends with the
+ * heap checker's verdict.
  */
 #include <pthread.h>
 #include <stdint.h>
@@ -57,6 +59,41 @@ static void *churn(void *arg)
     return NULL;
 }
 
+/* The malloc layer: a table of strings of many sizes, grown with realloc,
+ * half of it freed by the other thread. */
+#define STRINGS 50000
+static char *strings[2][STRINGS];
+
+static void *build_strings(void *arg)
+{
+    long t = (long)arg;
+    uint64_t seed = 0x243f6a8885a308d3ull * (uint64_t)(t + 1);
+    for (long i = 0; i < STRINGS; i++) {
+        size_t n = 8 + rnd(&seed) % (i % 16 == 0 ? 4000 : 200);
+        char *s = bm_malloc(n);
+        memset(s, 'a' + (int)(i % 26), n - 1);
+        s[n - 1] = '\0';
+        if (i % 8 == 0) {
+            s = bm_realloc(s, 2 * n);
+            s[2 * n - 1] = '\0';
+        }
+        strings[t][i] = s;
+    }
+    return NULL;
+}
+
+static void *free_half(void *arg)
+{
+    long t = (long)arg;
+    for (long i = 0; i < STRINGS; i++)
+        if (i % 2 == t)                 /* one half of each thread's strings */
+            for (int k = 0; k < 2; k++) {
+                bm_free(strings[k][i]);
+                strings[k][i] = NULL;
+            }
+    return NULL;
+}
+
 int main(int argc, char **argv)
 {
     long ops = argc > 1 ? atol(argv[1]) : 200000;
@@ -95,6 +132,22 @@ int main(int argc, char **argv)
     int released = bm_trim(0);
     show(released ? "buddyinfo after bm_trim(0): pagesets drained, free memory returned to the OS"
                   : "buddyinfo after bm_trim(0): pagesets drained");
+
+    for (long i = 0; i < 2; i++)
+        pthread_create(&t[i], NULL, build_strings, (void *)i);
+    for (int i = 0; i < 2; i++)
+        pthread_join(t[i], NULL);
+    show("buddyinfo with 2 x 50000 strings from bm_malloc (slabs of many classes)");
+    char slab[16384];
+    bm_slabinfo(slab, sizeof slab);
+    printf("\n## slabinfo with the strings live\n%.*s", (int)(strchr(slab, '\n') ?
+           strstr(slab, "\n\n") - slab + 1 : 0), slab);
+    for (long i = 0; i < 2; i++)
+        pthread_create(&t[i], NULL, free_half, (void *)i);
+    for (int i = 0; i < 2; i++)
+        pthread_join(t[i], NULL);
+    bm_trim(0);
+    show("buddyinfo after the strings were freed (half by the other thread) and bm_trim(0)");
 
     printf("\n## full statistics\n");
     fflush(stdout);
