@@ -18,6 +18,8 @@ extern __thread struct bm_heap *bm_tls_heap __attribute__((tls_model("initial-ex
 
 /* slab.c: slow paths */
 void *bm_malloc_slow(struct bm_heap *h, unsigned cls);
+void bm_bin_flush(struct bm_heap *h, unsigned cls, unsigned keep);
+#define BIN_MAX 8               /* blocks a class's bin holds before a flush */
 void bm_free_slab_slow(struct bm_page *slab, void *p, struct bm_heap *h, const char *fn);
 /* alloc.c: everything that is not a small block; the API with the name of
  * the entry point (for reports) */
@@ -36,8 +38,15 @@ void bm_free_sized_fn(void *p, size_t size, const char *fn);
 static inline __attribute__((always_inline)) void *bm_malloc_class(unsigned cls)
 {
     struct bm_heap *h = bm_tls_heap;
+    void *b = h->bin[cls];
+    if (likely(b)) {                /* a block this thread freed lately */
+        h->bin[cls] = *(void **)b;
+        h->bin_n[cls]--;
+        h->nalloc[cls]++;
+        return b;
+    }
     struct bm_page *s = h->cur[cls];
-    void *b = s->slab.free;
+    b = s->slab.free;
     if (unlikely(!b)) {
         /* the blocks this thread freed into its current slab: taken whole
          * here, without the slow path (a few blocks cycling through a
@@ -91,22 +100,20 @@ static inline __attribute__((always_inline)) void bm_free_inline(void *p, const 
     struct bm_heap *h = bm_tls_heap;
     /* Not checked here (18 instructions): that p is a block start; every
      * slow path checks it (docs/malloc.md). Checked: the slab is this
-     * thread's, and p is not the block freed last (an immediate double free);
-     * local_free is the owner's, read only once ownership is known. */
-    void *lf;
-    if (likely(atomic_load_explicit(&s->slab.heap, memory_order_relaxed) == (uintptr_t)h &&
-               p != (lf = s->slab.local_free))) {
-        /* A slab goes on while blocks are out; the current slab also when it
-         * empties (hysteresis). Another slab emptying, and used == 0 (a
-         * double free), leave the fast path. */
-        unsigned u = s->slab.used, cls = s->slab.cls;
-        if (likely(u > 1) || (u == 1 && s == h->cur[cls])) {
-            *(void **)p = lf;
-            s->slab.local_free = p;
-            s->slab.used = (uint16_t)(u - 1);
-            h->nfree[cls]++;
-            return;
-        }
+     * thread's (on the full queue or not), and p is not the block freed
+     * last (an immediate double free). The block goes to the class's bin;
+     * the slab still counts it as used until the bin is flushed. */
+    unsigned cls = s->slab.cls;
+    void *top;
+    if (likely((atomic_load_explicit(&s->slab.heap, memory_order_relaxed) & ~SLAB_FULL) ==
+                   (uintptr_t)h &&
+               p != (top = h->bin[cls]))) {
+        *(void **)p = top;
+        h->bin[cls] = p;
+        h->nfree[cls]++;
+        if (unlikely(++h->bin_n[cls] > BIN_MAX))
+            bm_bin_flush(h, cls, BIN_MAX / 2);
+        return;
     }
     bm_free_slab_slow(s, p, h, fn);
 }

@@ -47,6 +47,8 @@ static void heap_reset(struct bm_heap *h)
 {
     for (unsigned c = 0; c < BM_NR_CLASSES; c++) {
         h->cur[c] = &bm_slab_empty;
+        h->bin[c] = NULL;
+        h->bin_n[c] = 0;
         h->nalloc[c] = h->nfree[c] = 0;
         list_init(&h->q[c].partial);
         list_init(&h->q[c].full);

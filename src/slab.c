@@ -295,9 +295,67 @@ pop:;
 }
 
 /*
+ * Give block p back to its slab s, owned by h: the local free list, the
+ * partial queue if the slab was full, the pages if it empties and is not
+ * current.
+ */
+static void slab_free_local(struct bm_heap *h, struct bm_page *s, void *p, const char *fn)
+{
+    unsigned cls = s->slab.cls;
+    uintptr_t owner = atomic_load_explicit(&s->slab.heap, memory_order_relaxed);
+    if (s->slab.used == 0 || p == s->slab.local_free || p == s->slab.free)
+        bm_fatal_bad_pointer(fn, p, "double free");
+    *(void **)p = s->slab.local_free;
+    s->slab.local_free = p;
+    s->slab.used--;
+    struct bm_heap_class *q = &h->q[cls];
+    if (owner & SLAB_FULL) {                /* back from the full queue */
+        list_del(&s->lru);
+        q->nr_full--;
+        atomic_store_explicit(&s->slab.heap, (uintptr_t)h, memory_order_relaxed);
+        list_add_tail(&q->partial, &s->lru);    /* FIFO: freed into longest */
+        q->nr_partial++;
+    }
+    if (s->slab.used == 0 && s != h->cur[cls]) {
+        list_del(&s->lru);
+        q->nr_partial--;
+        slab_destroy(s);
+    }
+}
+
+static struct bm_page *slab_of_block(void *p)
+{
+    struct bm_page *s = addr_to_page((uintptr_t)p);
+    return s - s->head_off;
+}
+
+/*
+ * The bin of class cls grew past BIN_MAX: keep the `keep` most recently
+ * freed blocks and give the older ones back to their slabs (slow path, once
+ * per BIN_MAX - keep frees). keep = 0 empties the bin (thread exit, trim).
+ */
+BM_COLD void bm_bin_flush(struct bm_heap *h, unsigned cls, unsigned keep)
+{
+    void **link = &h->bin[cls];
+    for (unsigned i = 0; i < keep && *link; i++)
+        link = *link;
+    void *rest = *link;
+    *link = NULL;
+    h->bin_n[cls] = keep < h->bin_n[cls] ? keep : h->bin_n[cls];
+    while (rest) {
+        void *next = *(void **)rest;
+        struct bm_page *s = slab_of_block(rest);
+        if (!slab_block_ok(s, (uintptr_t)rest))
+            bm_fatal_bad_pointer("free", rest,
+                                 "invalid pointer (inside a slab but not at a block start)");
+        slab_free_local(h, s, rest, "free");
+        rest = next;
+    }
+}
+
+/*
  * Slow path of free for a slab block: a block of another thread's (or an
- * abandoned) slab, a block whose slab becomes empty, a slab on the full
- * queue, or a pointer that fails the checks.
+ * abandoned) slab, or a pointer that fails the checks.
  */
 BM_COLD void bm_free_slab_slow(struct bm_page *s, void *p, struct bm_heap *h, const char *fn)
 {
@@ -307,25 +365,10 @@ BM_COLD void bm_free_slab_slow(struct bm_page *s, void *p, struct bm_heap *h, co
     uintptr_t owner = atomic_load_explicit(&s->slab.heap, memory_order_relaxed);
 
     if (h != &bm_heap_empty && (owner & ~SLAB_FULL) == (uintptr_t)h) {
-        if (s->slab.used == 0 || p == s->slab.local_free || p == s->slab.free)
+        if (p == h->bin[cls])
             bm_fatal_bad_pointer(fn, p, "double free");
-        *(void **)p = s->slab.local_free;
-        s->slab.local_free = p;
-        s->slab.used--;
+        slab_free_local(h, s, p, fn);
         h->nfree[cls]++;
-        struct bm_heap_class *q = &h->q[cls];
-        if (owner & SLAB_FULL) {                /* back from the full queue */
-            list_del(&s->lru);
-            q->nr_full--;
-            atomic_store_explicit(&s->slab.heap, (uintptr_t)h, memory_order_relaxed);
-            list_add_tail(&q->partial, &s->lru);    /* FIFO: freed into longest */
-            q->nr_partial++;
-        }
-        if (s->slab.used == 0 && s != h->cur[cls]) {
-            list_del(&s->lru);
-            q->nr_partial--;
-            slab_destroy(s);
-        }
         return;
     }
 
@@ -374,6 +417,7 @@ static void drain_queue(struct bm_list *l)
 void bm_slab_release_class(struct bm_heap *h, unsigned cls)
 {
     struct bm_heap_class *q = &h->q[cls];
+    bm_bin_flush(h, cls, 0);
     if (h->cur[cls] != &bm_slab_empty)
         settle(h->cur[cls], cls, false);
     h->cur[cls] = &bm_slab_empty;
@@ -387,6 +431,7 @@ void bm_slab_release_class(struct bm_heap *h, unsigned cls)
 void bm_slab_trim_class(struct bm_heap *h, unsigned cls)
 {
     struct bm_heap_class *q = &h->q[cls];
+    bm_bin_flush(h, cls, 0);
     struct bm_page *cur = h->cur[cls];
     if (cur != &bm_slab_empty) {
         slab_collect(cur);

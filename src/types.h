@@ -270,6 +270,10 @@ struct bm_heap {
     /* fast path: the current slab of each class (never NULL: an empty
      * static slab stands in), and counters only this thread writes */
     struct bm_page *cur[BM_NR_CLASSES];
+    /* blocks this thread freed into its own slabs, LIFO, at most BIN_MAX
+     * per class: malloc takes them back first, whatever slab they are in */
+    void *bin[BM_NR_CLASSES];
+    uint32_t bin_n[BM_NR_CLASSES];
     uint64_t nalloc[BM_NR_CLASSES]; /* blocks this thread allocated         */
     uint64_t nfree[BM_NR_CLASSES];  /* blocks this thread freed, any owner   */
     struct bm_heap_class q[BM_NR_CLASSES];
