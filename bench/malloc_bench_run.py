@@ -323,6 +323,21 @@ def main():
     je = next((a for a in used if a.short == "je"), None)
     gl = next((a for a in used if a.short == "glibc"), None)
 
+    def allocator_cells(row, w, cell, key, digits):
+        """Append each allocator's median of key, then the ratios of
+        buddymalloc to jemalloc and glibc; return the spreads."""
+        meds, spreads = {}, []
+        for a in used:
+            m, s = value(w, a, cell, key)
+            meds[a.name] = m
+            row.append(fmt_num(m, digits) if m is not None else failure_cell(w, a))
+            spreads.append("%.0f%%" % (100 * s) if s is not None else "-")
+        b = meds.get(bm.name)
+        for other in (je, gl):
+            if other:
+                row.append(fmt_ratio(b, meds.get(other.name)))
+        return spreads
+
     for w in workloads:
         cells = set()
         for a in used:
@@ -354,17 +369,7 @@ def main():
             print("|" + "--:|" * (len(head) + len(cols) + len(ratios) + 2))
             for cell in cells:
                 row = list(cell)
-                meds, spreads = {}, []
-                for a in used:
-                    m, s = value(w, a, cell, "ns_per_op")
-                    meds[a.name] = m
-                    row.append(fmt_num(m, 1) if m is not None else failure_cell(w, a))
-                    spreads.append("%.0f%%" % (100 * s) if s is not None else "-")
-                b = meds.get(bm.name)
-                if je:
-                    row.append(fmt_ratio(b, meds.get(je.name)))
-                if gl:
-                    row.append(fmt_ratio(b, meds.get(gl.name)))
+                spreads = allocator_cells(row, w, cell, "ns_per_op", 1)
                 mops, _ = value(w, bm, cell, "mops")
                 row.append(fmt_num(mops, 1) if mops is not None else "n/a")
                 row.append("/".join(spreads))
@@ -389,18 +394,8 @@ def main():
                 if key == "held_kib" and w != "idle-hold":
                     continue
                 row = [title]
-                meds, spreads = {}, []
-                for a in used:
-                    m, s = value(w, a, cell, key)
-                    meds[a.name] = m
-                    digits = 2 if key == "seconds" else (1 if key == "per_thread_kib" else 0)
-                    row.append(fmt_num(m, digits) if m is not None else failure_cell(w, a))
-                    spreads.append("%.0f%%" % (100 * s) if s is not None else "-")
-                b = meds.get(bm.name)
-                if je:
-                    row.append(fmt_ratio(b, meds.get(je.name)))
-                if gl:
-                    row.append(fmt_ratio(b, meds.get(gl.name)))
+                digits = 2 if key == "seconds" else (1 if key == "per_thread_kib" else 0)
+                spreads = allocator_cells(row, w, cell, key, digits)
                 row.append("/".join(spreads))
                 print("| " + " | ".join(row) + " |")
         print()

@@ -18,9 +18,8 @@
 #define PAGES(n) (((n) + BM_PAGE_SIZE - 1) >> BM_PAGE_SHIFT)
 
 /* Anything above the slab classes, or aligned beyond them. */
-void *bm_malloc_large(size_t size, size_t align, bool zero, const char *fn)
+void *bm_malloc_large(size_t size, size_t align, bool zero)
 {
-    (void)fn;
     if (unlikely(size > PTRDIFF_MAX)) {
         errno = ENOMEM;
         return NULL;
@@ -129,7 +128,7 @@ void *bm_calloc_fn(size_t n, size_t size)
             memset(p, 0, total);
         return p;
     }
-    return bm_malloc_large(total, 0, true, "calloc");
+    return bm_malloc_large(total, 0, true);
 }
 
 void *bm_realloc_fn(void *p, size_t n, const char *fn)
@@ -172,7 +171,7 @@ void *bm_realloc_fn(void *p, size_t n, const char *fn)
 }
 
 /* align is a power of two. */
-void *bm_memalign_fn(size_t align, size_t size, const char *fn)
+void *bm_memalign_impl(size_t align, size_t size)
 {
     if (align <= 8)
         return bm_malloc_inline(size);
@@ -185,7 +184,7 @@ void *bm_memalign_fn(size_t align, size_t size, const char *fn)
             if (bm_classes[c].size % align == 0)
                 return bm_malloc_class(c);
     }
-    return bm_malloc_large(size, align, false, fn);
+    return bm_malloc_large(size, align, false);
 }
 
 size_t bm_usable_fn(void *p, const char *fn)
@@ -200,12 +199,12 @@ size_t bm_usable_fn(void *p, const char *fn)
 
 static bool power_of_two(size_t a) { return a && !(a & (a - 1)); }
 
-int bm_posix_memalign_fn(void **out, size_t align, size_t size, const char *fn)
+int bm_posix_memalign_impl(void **out, size_t align, size_t size)
 {
     if (!power_of_two(align) || align < sizeof(void *))
         return EINVAL;
     int saved = errno;
-    void *p = bm_memalign_fn(align, size, fn);
+    void *p = bm_memalign_impl(align, size);
     errno = saved;
     if (!p)
         return ENOMEM;
@@ -213,23 +212,23 @@ int bm_posix_memalign_fn(void **out, size_t align, size_t size, const char *fn)
     return 0;
 }
 
-void *bm_aligned_fn(size_t align, size_t size, const char *fn)
+void *bm_aligned_impl(size_t align, size_t size)
 {
     if (!power_of_two(align)) {
         errno = EINVAL;
         return NULL;
     }
-    return bm_memalign_fn(align, size, fn);
+    return bm_memalign_impl(align, size);
 }
 
-void *bm_pvalloc_fn(size_t size, const char *fn)
+void *bm_pvalloc_impl(size_t size)
 {
     size_t rounded = (size + BM_PAGE_SIZE - 1) & ~(BM_PAGE_SIZE - 1);
     if (rounded < size) {
         errno = ENOMEM;
         return NULL;
     }
-    return bm_memalign_fn(BM_PAGE_SIZE, rounded ? rounded : BM_PAGE_SIZE, fn);
+    return bm_memalign_impl(BM_PAGE_SIZE, rounded ? rounded : BM_PAGE_SIZE);
 }
 
 void *bm_reallocarray_fn(void *p, size_t n, size_t size, const char *fn)
@@ -266,17 +265,17 @@ BM_API void *bm_reallocarray(void *p, size_t n, size_t size)
 }
 BM_API void *bm_memalign(size_t align, size_t size)
 {
-    return bm_aligned_fn(align, size, "bm_memalign");
+    return bm_aligned_impl(align, size);
 }
 BM_API int bm_posix_memalign(void **out, size_t align, size_t size)
 {
-    return bm_posix_memalign_fn(out, align, size, "bm_posix_memalign");
+    return bm_posix_memalign_impl(out, align, size);
 }
 BM_API void *bm_aligned_alloc(size_t align, size_t size)
 {
-    return bm_aligned_fn(align, size, "bm_aligned_alloc");
+    return bm_aligned_impl(align, size);
 }
-BM_API void *bm_valloc(size_t size) { return bm_memalign_fn(BM_PAGE_SIZE, size, "bm_valloc"); }
-BM_API void *bm_pvalloc(size_t size) { return bm_pvalloc_fn(size, "bm_pvalloc"); }
+BM_API void *bm_valloc(size_t size) { return bm_memalign_impl(BM_PAGE_SIZE, size); }
+BM_API void *bm_pvalloc(size_t size) { return bm_pvalloc_impl(size); }
 BM_API size_t bm_malloc_usable_size(void *p) { return bm_usable_fn(p, "bm_malloc_usable_size"); }
 BM_API void bm_free_sized(void *p, size_t size) { bm_free_sized_fn(p, size, "bm_free_sized"); }

@@ -22,16 +22,16 @@ void bm_bin_flush(struct bm_heap *h, unsigned cls, unsigned keep);
 #define BIN_MAX 8               /* blocks a class's bin holds before a flush */
 void bm_free_slab_slow(struct bm_page *slab, void *p, struct bm_heap *h, const char *fn);
 /* alloc.c: everything that is not a small block; the API with the name of
- * the entry point (for reports) */
-void *bm_malloc_large(size_t size, size_t align, bool zero, const char *fn);
+ * the entry point where it may report a bad pointer */
+void *bm_malloc_large(size_t size, size_t align, bool zero);
 void bm_free_other(void *p, const char *fn);
 void *bm_calloc_fn(size_t n, size_t size);
 void *bm_realloc_fn(void *p, size_t n, const char *fn);
 void *bm_reallocarray_fn(void *p, size_t n, size_t size, const char *fn);
-void *bm_memalign_fn(size_t align, size_t size, const char *fn);   /* power of 2 */
-void *bm_aligned_fn(size_t align, size_t size, const char *fn);    /* checks it */
-int bm_posix_memalign_fn(void **out, size_t align, size_t size, const char *fn);
-void *bm_pvalloc_fn(size_t size, const char *fn);
+void *bm_memalign_impl(size_t align, size_t size);   /* power of 2 */
+void *bm_aligned_impl(size_t align, size_t size);    /* checks it */
+int bm_posix_memalign_impl(void **out, size_t align, size_t size);
+void *bm_pvalloc_impl(size_t size);
 size_t bm_usable_fn(void *p, const char *fn);
 void bm_free_sized_fn(void *p, size_t size, const char *fn);
 
@@ -68,7 +68,7 @@ static inline __attribute__((always_inline)) void *bm_malloc_inline(size_t size)
         return bm_malloc_class(bm_class_lookup[(size + 7) >> 3]);
     if (likely(size <= BM_SLAB_MAX))
         return bm_malloc_class(bm_size_to_class(size));
-    return bm_malloc_large(size, 0, false, "malloc");
+    return bm_malloc_large(size, 0, false);
 }
 
 /*

@@ -21,17 +21,17 @@ BM_API void *reallocarray(void *p, size_t n, size_t size)
 {
     return bm_reallocarray_fn(p, n, size, "reallocarray");
 }
-BM_API void *memalign(size_t align, size_t size) { return bm_aligned_fn(align, size, "memalign"); }
+BM_API void *memalign(size_t align, size_t size) { return bm_aligned_impl(align, size); }
 BM_API void *aligned_alloc(size_t align, size_t size)
 {
-    return bm_aligned_fn(align, size, "aligned_alloc");
+    return bm_aligned_impl(align, size);
 }
 BM_API int posix_memalign(void **out, size_t align, size_t size)
 {
-    return bm_posix_memalign_fn(out, align, size, "posix_memalign");
+    return bm_posix_memalign_impl(out, align, size);
 }
-BM_API void *valloc(size_t size) { return bm_memalign_fn(BM_PAGE_SIZE, size, "valloc"); }
-BM_API void *pvalloc(size_t size) { return bm_pvalloc_fn(size, "pvalloc"); }
+BM_API void *valloc(size_t size) { return bm_memalign_impl(BM_PAGE_SIZE, size); }
+BM_API void *pvalloc(size_t size) { return bm_pvalloc_impl(size); }
 BM_API size_t malloc_usable_size(void *p) { return bm_usable_fn(p, "malloc_usable_size"); }
 BM_API int malloc_trim(size_t pad) { return bm_trim(pad); }
 BM_API void free_sized(void *p, size_t size) { bm_free_sized_fn(p, size, "free_sized"); }
