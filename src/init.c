@@ -47,7 +47,6 @@ static void zone_bootstrap(struct bm_zone *z, int node)
         if (bm_g.opt.pcp_enabled)
             bm_pcp_setup(z);
     }
-    z->initialised = true;
     bm_mutex_unlock(&z->lock);
 }
 

@@ -148,7 +148,6 @@ struct bm_page {
         struct {                    /* free blocks (buddy)                   */
             struct bm_list dirty;   /* zone->dirty_list link (PG_dirty)      */
             uint64_t freed_ns;      /* when a PG_dirty block became free     */
-            uintptr_t priv[2];
         };
         struct bm_slab_meta slab;   /* PG_slab heads                          */
         struct {                    /* PG_large heads                         */
@@ -223,7 +222,6 @@ struct bm_zone_counters {
 struct bm_zone {
     bm_mutex_t lock;
     int node;
-    bool initialised;
     /* nonempty[mt] bit o: free_area[o].free_list[mt] is not empty */
     uint32_t nonempty[MIGRATE_TYPES];
     struct bm_free_area free_area[MAX_ORDER];
