@@ -129,6 +129,7 @@ int bm_class_stats(int cls, struct bm_class_stats *out);
 struct bm_malloc_stats {
     unsigned long heaps;            /* threads with a heap now                 */
     uint64_t small_allocs, small_frees, small_active_bytes;
+    uint64_t large_allocs, large_frees, large_bytes;   /* runs of pages */
     uint64_t huge_allocs, huge_frees, huge_live, huge_bytes;
 };
 int bm_malloc_stats(struct bm_malloc_stats *out);

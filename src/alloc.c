@@ -38,6 +38,7 @@ void *bm_malloc_large(size_t size, size_t align, bool zero)
             return NULL;
         p->large.npages = npages;
         set_page_flags(p, PG_alloc | PG_large);
+        bm_large_count(1, (int64_t)npages);
         void *a = page_to_addr(p);
         if (zero)
             memset(a, 0, size);
@@ -48,6 +49,7 @@ void *bm_malloc_large(size_t size, size_t align, bool zero)
         struct bm_page *p = bm_large_alloc(npages, align_order, &zeroed);
         if (!p)
             return NULL;
+        bm_large_count(1, (int64_t)npages);
         void *a = page_to_addr(p);
         if (zero && !zeroed)
             memset(a, 0, size);

@@ -75,9 +75,13 @@ struct bm_page *bm_large_alloc(size_t npages, unsigned align_order, bool *zeroed
     return p;
 }
 
+_Atomic uint64_t bm_large_nalloc, bm_large_nfree;
+_Atomic int64_t bm_large_pages;
+
 void bm_large_free(struct bm_page *p)
 {
     unsigned long n = p->large.npages;
+    bm_large_count(-1, -(int64_t)n);
     if (n == (1UL << p->order) && p->order <= PCP_MAX_ORDER) {
         /* a whole block: back through the pagesets, as it came (or as
          * bm_large_alloc's exact runs of a power of two are too) */
@@ -111,6 +115,7 @@ bool bm_large_resize(struct bm_page *p, size_t npages)
         if (npages < have)
             free_range(z, p + npages, have - npages, 0);
         p->large.npages = npages;
+        bm_large_count(0, (int64_t)npages - (int64_t)have);
         bm_release_maybe(z);
         bm_mutex_unlock(&z->lock);
         return true;
@@ -136,6 +141,7 @@ bool bm_large_resize(struct bm_page *p, size_t npages)
             i += 1UL << o;
         }
         p->large.npages = npages;
+        bm_large_count(0, (int64_t)(npages - have));
     }
     bm_mutex_unlock(&z->lock);
     return ok;

@@ -21,9 +21,12 @@ void bm_options_defaults(struct bm_options *o)
     o->reserve_pageblocks = 1;
     o->release_min_order = 2;                             /* 16 KiB */
     o->verbose = 0;
+    o->stats_at_exit = 0;
+    o->stats_pid = 0;
+    o->stats_file[0] = '\0';
 }
 
-enum kind { K_UINT, K_BOOL, K_SIZE, K_MS, K_RELEASE };
+enum kind { K_UINT, K_BOOL, K_SIZE, K_MS, K_RELEASE, K_PATH };
 
 struct opt_desc {
     const char *name;
@@ -45,6 +48,9 @@ static const struct opt_desc table[] = {
     { "reserve_pageblocks", K_UINT,    F(reserve_pageblocks),      0, 128 },
     { "release_min_order",  K_UINT,    F(release_min_order),       0, MAX_ORDER - 1 },
     { "verbose",            K_UINT,    F(verbose),                 0, 9 },
+    { "stats",              K_BOOL,    F(stats_at_exit),           0, 1 },
+    { "stats_pid",          K_UINT,    F(stats_pid),               0, 1u << 30 },
+    { "stats_file",         K_PATH,    F(stats_file),              0, 0 },
 };
 
 static bool eq(const char *s, size_t n, const char *word)
@@ -110,6 +116,7 @@ static void store(struct bm_options *o, const struct opt_desc *d, uint64_t v)
     switch (d->width) {
     case sizeof(int): { int x = (int)v; memcpy(field, &x, sizeof x); break; }
     case sizeof(uint64_t): memcpy(field, &v, sizeof v); break;
+    default: break;
     }
 }
 
@@ -126,6 +133,15 @@ static bool set_one(struct bm_options *o, const char *k, size_t kn, const char *
             return false;
         }
         switch (d->kind) {
+        case K_PATH:
+            /* copied: the program may change its environment later */
+            if (vn == 0 || vn >= d->width || memchr(v, '\0', vn)) {
+                complain("bad value in", k, kn, v, vn, " (empty or too long; default kept)");
+                return false;
+            }
+            memcpy((char *)o + d->offset, v, vn);
+            ((char *)o + d->offset)[vn] = '\0';
+            return true;
         case K_UINT:
             ok = parse_uint(v, vn, &x, false);
             break;

@@ -4,7 +4,10 @@
  * /proc/zoneinfo) and the counters behind them. A snapshot is taken under
  * the zone lock and formatted afterwards, so printing never holds a lock.
  */
+#include <fcntl.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "buddymalloc.h"
 #include "fmt.h"
@@ -348,8 +351,39 @@ BM_API int bm_malloc_stats(struct bm_malloc_stats *out)
         if (nalloc[c] > nfree[c])
             out->small_active_bytes += (nalloc[c] - nfree[c]) * bm_classes[c].size;
     }
+    out->large_allocs = atomic_load_explicit(&bm_large_nalloc, memory_order_relaxed);
+    out->large_frees = atomic_load_explicit(&bm_large_nfree, memory_order_relaxed);
+    int64_t pages = atomic_load_explicit(&bm_large_pages, memory_order_relaxed);
+    out->large_bytes = pages > 0 ? (uint64_t)pages << BM_PAGE_SHIFT : 0;
     bm_huge_stats(&out->huge_allocs, &out->huge_frees, &out->huge_live, &out->huge_bytes);
     return 0;
+}
+
+/* What the program did with malloc, in a few lines: the first thing to read
+ * (and what the real-program tests check to prove the allocator served). */
+static void summary(struct bm_buf *b)
+{
+    struct bm_malloc_stats m;
+    bm_malloc_stats(&m);
+    unsigned long resident = 0, released = 0;
+    for (int n = 0; n < bm_g.nr_nodes; n++) {
+        struct bm_zone_stats s;
+        snapshot(&bm_g.zones[n], &s);
+        resident += s.resident_pages;
+        released += s.released_pages;
+    }
+    kv(b, "small allocations", m.small_allocs, "");
+    kv(b, "small frees", m.small_frees, "");
+    kv(b, "small bytes live", m.small_active_bytes, " bytes");
+    kv(b, "large allocations", m.large_allocs, "");
+    kv(b, "large frees", m.large_frees, "");
+    kv(b, "large bytes live", m.large_bytes, " bytes");
+    kv(b, "huge allocations", m.huge_allocs, "");
+    kv(b, "huge frees", m.huge_frees, "");
+    kv(b, "huge bytes live", m.huge_bytes, " bytes");
+    kv(b, "regions resident", (uint64_t)resident << (BM_PAGE_SHIFT - 10), " KiB (bound)");
+    kv(b, "returned to the OS", (uint64_t)released << (BM_PAGE_SHIFT - 10), " KiB (total)");
+    kv(b, "threads with a heap", m.heaps, "");
 }
 
 /* /proc/slabinfo, version 2.1, one line per size class named bm-SIZE; then
@@ -465,7 +499,9 @@ BM_API void bm_stats(FILE *f)
 
 static void all_stats(struct bm_buf *b)
 {
-    bm_puts(b, "=== buddymalloc " BM_VERSION " ===\n--- buddyinfo ---\n");
+    bm_puts(b, "=== buddymalloc " BM_VERSION " ===\n--- summary ---\n");
+    summary(b);
+    bm_puts(b, "--- buddyinfo ---\n");
     buddyinfo(b);
     bm_puts(b, "--- pagetypeinfo ---\n");
     pagetypeinfo(b);
@@ -479,4 +515,69 @@ static void all_stats(struct bm_buf *b)
     slabinfo(b);
     bm_puts(b, "--- huge ---\n");
     huge_info(b);
+}
+
+/* ---- statistics at exit (option stats) --------------------------------- */
+
+/* The process's name from /proc/self/comm, read without stdio. */
+static void put_comm(struct bm_buf *b)
+{
+    char comm[32];
+    int fd = open("/proc/self/comm", O_RDONLY | O_CLOEXEC);
+    ssize_t n = fd >= 0 ? read(fd, comm, sizeof comm) : -1;
+    if (fd >= 0)
+        close(fd);
+    while (n > 0 && comm[n - 1] == '\n')
+        n--;
+    if (n > 0)
+        bm_putn(b, comm, (size_t)n);
+    else
+        bm_putc(b, '?');
+}
+
+/*
+ * A destructor: it runs after the program's atexit handlers and, the
+ * library being initialised before the program's own libraries, after their
+ * destructors too. Nothing is printed by a process that leaves through
+ * _exit or a signal, nor, with stats_pid, by any process but that one
+ * (`buddymalloc run --stats` names the program so its children stay quiet).
+ */
+__attribute__((destructor)) static void stats_at_exit(void)
+{
+    if (!atomic_load_explicit(&bm_g.initialised, memory_order_acquire)) {
+        /* options are read at the first allocation; a program may make none */
+        const char *env = getenv("BUDDYMALLOC_OPTIONS");
+        if (!env || !strstr(env, "stats"))
+            return;
+        bm_ensure_init();
+    }
+    const struct bm_options *o = &bm_g.opt;
+    if (!o->stats_at_exit || (o->stats_pid && o->stats_pid != (long)getpid()))
+        return;
+    int fd = 2;
+    if (o->stats_file[0]) {
+        fd = open(o->stats_file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+        if (fd < 0) {
+            char scratch[320];
+            struct bm_buf e;
+            bm_buf_fd(&e, 2, scratch, sizeof scratch);
+            bm_puts(&e, "buddymalloc: cannot open stats_file '");
+            bm_puts(&e, o->stats_file);
+            bm_puts(&e, "'; statistics go to stderr\n");
+            bm_buf_finish(&e);
+            fd = 2;
+        }
+    }
+    char scratch[1024];
+    struct bm_buf b;
+    bm_buf_fd(&b, fd, scratch, sizeof scratch);
+    bm_puts(&b, "=== buddymalloc statistics at exit: pid ");
+    bm_puti(&b, getpid(), 0);
+    bm_puts(&b, " (");
+    put_comm(&b);
+    bm_puts(&b, ") ===\n");
+    all_stats(&b);
+    bm_buf_finish(&b);
+    if (fd != 2)
+        close(fd);
 }

@@ -294,6 +294,9 @@ struct bm_options {
     int reserve_pageblocks;         /* RESERVE pageblocks per zone           */
     unsigned release_min_order;     /* smallest free block given back        */
     int verbose;
+    int stats_at_exit;              /* print every statistic when the process exits */
+    long stats_pid;                 /* ... only in this process (0: in every one) */
+    char stats_file[256];           /* ... appended to this file, "" = stderr */
 };
 
 /* ---- global state (init.c) --------------------------------------------- */
