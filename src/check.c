@@ -240,8 +240,10 @@ static unsigned long walk_slab_list(struct ck *c, struct bm_page *s, void *head,
 }
 
 /* The free lists of a slab nobody else is using now (the caller's own, or
- * an abandoned one under its list lock): free + local + remote + used must
- * be every carved block, each once. */
+ * an abandoned one under its list lock): free + local + used must be every
+ * carved block, each once. Blocks other threads freed (thread_free) still
+ * count as used until the owner collects them, so there are at most used
+ * of them, and none is also on the owner's lists. */
 static void bm_check_slab_lists(void *ctx, struct bm_page *s)
 {
     struct ck *c = ctx;
@@ -250,10 +252,13 @@ static void bm_check_slab_lists(void *ctx, struct bm_page *s)
     memset(seen, 0, ((reserved + 63) / 64) * sizeof seen[0]);
     unsigned long n = walk_slab_list(c, s, s->slab.free, seen);
     n += walk_slab_list(c, s, s->slab.local_free, seen);
-    n += walk_slab_list(c, s, (void *)atomic_load(&s->slab.thread_free), seen);
     if (n + s->slab.used != reserved)
         fail(c, "slab free blocks + used differ from the carved blocks", s, n + s->slab.used,
              reserved);
+    unsigned long remote = walk_slab_list(c, s, (void *)atomic_load(&s->slab.thread_free), seen);
+    if (remote > s->slab.used)
+        fail(c, "slab has more blocks freed by other threads than in use", s, remote,
+             s->slab.used);
 }
 
 /* The mem_map view: every usable page of every region is fresh or under

@@ -169,27 +169,35 @@ static struct bm_page *slab_find(struct bm_heap *h, unsigned cls)
 
     /* The partial slab with the most blocks to give (among the first
      * PARTIAL_SCAN): a slab with one free block would be dry again at the
-     * next malloc. capacity - used counts every block not out, remote frees
-     * excepted (they count once collected). Slabs with none go to the full
-     * queue on the way. If even the best has less than a quarter of its
-     * blocks free, a new slab is made instead (below) and the partial ones
-     * gather frees meanwhile: without that slack a heap runs its slabs
-     * full and every malloc changes slab. */
+     * next malloc. Each scanned slab first collects what other threads
+     * freed into it, so capacity - used counts every block it can give.
+     * Slabs with none go to the full queue on the way. If even the best
+     * has less than a quarter of its blocks free, a new slab is made
+     * instead (below) and the partial ones gather frees meanwhile: without
+     * that slack a heap runs its slabs full and every malloc changes slab.
+     * The scanned ones then go to the back of the queue, so the next scan
+     * sees others: a window stuck on the same few slabs let a queue whose
+     * blocks came back by remote frees grow without bound. */
     unsigned min = min_take(cls);
     struct bm_page *fallback = NULL;
     while (!list_empty(&q->partial)) {
-        struct bm_page *best = NULL;
-        unsigned best_free = 0, n = 0;
+        struct bm_page *best = NULL, *seen[PARTIAL_SCAN];
+        unsigned best_free = 0, n = 0, nseen = 0;
         for (struct bm_list *l = q->partial.next, *next; l != &q->partial && n < PARTIAL_SCAN;
              l = next, n++) {
             struct bm_page *s = lru_slab(l);
             next = l->next;
+            if (atomic_load_explicit(&s->slab.thread_free, memory_order_relaxed))
+                slab_collect(s);
             unsigned avail = capacity - s->slab.used;
-            if (avail == 0 && !atomic_load_explicit(&s->slab.thread_free, memory_order_relaxed)) {
+            if (avail == 0) {
                 list_del(&s->lru);
                 q->nr_partial--;
                 to_full(h, cls, s);
-            } else if (avail >= best_free) {
+                continue;
+            }
+            seen[nseen++] = s;
+            if (avail >= best_free) {
                 best = s;
                 best_free = avail;
             }
@@ -198,6 +206,10 @@ static struct bm_page *slab_find(struct bm_heap *h, unsigned cls)
             continue;               /* the scanned ones were full; look on */
         if (best_free < min) {
             fallback = best;        /* if no new slab can be had */
+            for (unsigned i = 0; i < nseen; i++) {
+                list_del(&seen[i]->lru);
+                list_add_tail(&q->partial, &seen[i]->lru);
+            }
             break;
         }
         list_del(&best->lru);
