@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "alloc.h"
+#include "fmt.h"
 #include "buddymalloc.h"
 #include "large.h"
 #include "slab.h"
@@ -243,15 +244,34 @@ void *bm_reallocarray_fn(void *p, size_t n, size_t size, const char *fn)
     return bm_realloc_fn(p, total, fn);
 }
 
-void bm_free_sized_fn(void *p, size_t size, const char *fn)
+BM_COLD void bm_sized_mismatch(void *p, size_t size, const char *fn)
+{
+    char what[96];
+    struct bm_buf b;
+    bm_buf_mem(&b, what, sizeof what);
+    bm_puts(&b, "size ");
+    bm_putu(&b, size, 0);
+    bm_puts(&b, " given is not the size allocated (wrong sized free)");
+    bm_buf_finish(&b);
+    bm_fatal_bad_pointer(fn, p, what);
+}
+
+void bm_free_sized_fn(void *p, size_t size, const char *fn, bool strict)
 {
     if (!p)
         return;
     struct bm_page *d;
     size_t usable;
-    classify(p, fn, &d, &usable);
-    if (size > usable)
-        bm_fatal_bad_pointer(fn, p, "size given is larger than the block (wrong sized free)");
+    enum kind k = classify(p, fn, &d, &usable);
+    bool ok = size <= usable;
+    if (strict) {
+        if (k == K_SLAB)
+            ok = size <= BM_SLAB_MAX && bm_size_to_class(size) == d->slab.cls;
+        else            /* a run or mapping is the request rounded up to pages */
+            ok = size > BM_SLAB_MAX && PAGES(size) == usable >> BM_PAGE_SHIFT;
+    }
+    if (!ok)
+        bm_sized_mismatch(p, size, fn);
     bm_free_inline(p, fn);
 }
 
@@ -280,4 +300,4 @@ BM_API void *bm_aligned_alloc(size_t align, size_t size)
 BM_API void *bm_valloc(size_t size) { return bm_memalign_impl(BM_PAGE_SIZE, size); }
 BM_API void *bm_pvalloc(size_t size) { return bm_pvalloc_impl(size); }
 BM_API size_t bm_malloc_usable_size(void *p) { return bm_usable_fn(p, "bm_malloc_usable_size"); }
-BM_API void bm_free_sized(void *p, size_t size) { bm_free_sized_fn(p, size, "bm_free_sized"); }
+BM_API void bm_free_sized(void *p, size_t size) { bm_free_sized_fn(p, size, "bm_free_sized", false); }

@@ -33,7 +33,9 @@ void *bm_aligned_impl(size_t align, size_t size);    /* checks it */
 int bm_posix_memalign_impl(void **out, size_t align, size_t size);
 void *bm_pvalloc_impl(size_t size);
 size_t bm_usable_fn(void *p, const char *fn);
-void bm_free_sized_fn(void *p, size_t size, const char *fn);
+/* strict: size must be what was asked for (C++ sized delete); otherwise
+ * at most the usable size (C's free_sized, after a realloc in place). */
+void bm_free_sized_fn(void *p, size_t size, const char *fn, bool strict);
 
 static inline __attribute__((always_inline)) void *bm_malloc_class(unsigned cls)
 {
@@ -84,6 +86,10 @@ static inline bool slab_block_ok(const struct bm_page *s, uintptr_t a)
     return idx * c->size == off && idx < __atomic_load_n(&s->slab.reserved, __ATOMIC_RELAXED);
 }
 
+/* The own-thread end of free for a block of slab s (below). */
+static inline __attribute__((always_inline)) void bm_free_to_slab(struct bm_page *s, void *p,
+                                                                  const char *fn);
+
 static inline __attribute__((always_inline)) void bm_free_inline(void *p, const char *fn)
 {
     uintptr_t a = (uintptr_t)p;
@@ -97,6 +103,36 @@ static inline __attribute__((always_inline)) void bm_free_inline(void *p, const 
         bm_free_other(p, fn);
         return;
     }
+    bm_free_to_slab(s, p, fn);
+}
+
+BM_COLD __attribute__((noreturn)) void bm_sized_mismatch(void *p, size_t size, const char *fn);
+
+/*
+ * C++ sized delete: the size given must map to the block's class, which
+ * costs a table lookup on the same path as free. Anything else (runs,
+ * huge, NULL, bad pointers) is checked out of line.
+ */
+static inline __attribute__((always_inline)) void bm_free_sized_inline(void *p, size_t size,
+                                                                       const char *fn)
+{
+    uintptr_t a = (uintptr_t)p;
+    if (likely(bm_addr_in_region(a) && size <= BM_SLAB_MAX)) {
+        struct bm_page *s = addr_to_page(a);
+        s -= s->head_off;
+        if (likely(page_flags(s) & PG_slab)) {
+            if (unlikely(bm_size_to_class(size) != s->slab.cls))
+                bm_sized_mismatch(p, size, fn);
+            bm_free_to_slab(s, p, fn);
+            return;
+        }
+    }
+    bm_free_sized_fn(p, size, fn, true);
+}
+
+static inline __attribute__((always_inline)) void bm_free_to_slab(struct bm_page *s, void *p,
+                                                                  const char *fn)
+{
     struct bm_heap *h = bm_tls_heap;
     /* Not checked here (18 instructions): that p is a block start; every
      * slow path checks it (docs/malloc.md). Checked: the slab is this
