@@ -131,6 +131,9 @@ struct bm_malloc_stats {
     uint64_t small_allocs, small_frees, small_active_bytes;
     uint64_t large_allocs, large_frees, large_bytes;   /* runs of pages */
     uint64_t huge_allocs, huge_frees, huge_live, huge_bytes;
+    /* in a fork child: heaps of threads that did not survive the fork,
+     * retired (their memory reused) or left alone (failed the check) */
+    unsigned long fork_heaps_retired, fork_heaps_lost;
 };
 int bm_malloc_stats(struct bm_malloc_stats *out);
 

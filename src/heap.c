@@ -99,15 +99,10 @@ BM_COLD struct bm_heap *bm_heap_create(void)
     return h;
 }
 
-/*
- * Thread exit. Frees may still arrive afterwards (later TLS destructors):
- * the thread is back on the empty heap, so they take the remote path, and
- * a later malloc makes a new heap, torn down in the next destructor round.
- */
-static void heap_teardown(void *arg)
+/* The heap's slabs go back to the pages or to the abandoned lists, its
+ * counters to the retired totals, the heap to the pool. */
+static void heap_retire(struct bm_heap *h)
 {
-    struct bm_heap *h = arg;
-    bm_tls_heap = &bm_heap_empty;
     for (unsigned c = 0; c < BM_NR_CLASSES; c++) {
         bm_slab_release_class(h, c);
         atomic_fetch_add(&bm_retired_nalloc[c], h->nalloc[c]);
@@ -123,6 +118,50 @@ static void heap_teardown(void *arg)
     h->next = heap_pool;
     heap_pool = h;
     bm_mutex_unlock(&heaps_lock);
+}
+
+/*
+ * Thread exit. Frees may still arrive afterwards (later TLS destructors):
+ * the thread is back on the empty heap, so they take the remote path, and
+ * a later malloc makes a new heap, torn down in the next destructor round.
+ */
+static void heap_teardown(void *arg)
+{
+    bm_tls_heap = &bm_heap_empty;
+    heap_retire(arg);
+}
+
+_Atomic unsigned long bm_fork_heaps_retired, bm_fork_heaps_lost;
+
+
+void bm_heaps_fork_lock(enum bm_fork_step step) { bm_fork_mutex(&heaps_lock, step); }
+
+/*
+ * In a fork child, the only thread is the one that forked: every other
+ * live heap belongs to a thread that does not exist here. Each is checked
+ * (fork.c: a thread inside malloc at the instant of fork may have left it
+ * half updated) and retired as if its thread had exited, so its free
+ * blocks serve the child; one that fails the check is left alone and
+ * counted: its memory is lost to the child, never corrupted.
+ */
+void bm_heaps_after_fork(void)
+{
+    struct bm_heap *self = bm_tls_heap, *h = live_heaps, *next;
+    for (; h; h = next) {
+        next = h->next;
+        if (h == self)
+            continue;
+        if (bm_fork_heap_repair(h)) {
+            heap_retire(h);
+            atomic_fetch_add(&bm_fork_heaps_retired, 1);
+        } else {
+            *h->pprev = h->next;        /* out of the live list, not pooled */
+            if (h->next)
+                h->next->pprev = h->pprev;
+            nr_live_heaps--;
+            atomic_fetch_add(&bm_fork_heaps_lost, 1);
+        }
+    }
 }
 
 /*

@@ -88,6 +88,33 @@ static inline void bm_spin_lock(bm_spinlock_t *l)
     bm_spin_lock_slow(l);
 }
 
+/* ---- fork (fork.c) ------------------------------------------------------ *
+ * Every lock is taken before fork in one global order (init, heaps,
+ * abandoned slabs, huge table, pagesets, zones), released after it in the
+ * parent and reset in the child, where no other thread exists.
+ */
+enum bm_fork_step { BM_FORK_PREPARE, BM_FORK_PARENT, BM_FORK_CHILD };
+
+static inline void bm_fork_mutex(bm_mutex_t *m, enum bm_fork_step step)
+{
+    switch (step) {
+    case BM_FORK_PREPARE: bm_mutex_lock(m); break;
+    case BM_FORK_PARENT: bm_mutex_unlock(m); break;
+    case BM_FORK_CHILD: atomic_store_explicit(&m->v, 0, memory_order_relaxed); break;
+    }
+}
+
+static inline void bm_fork_spin(bm_spinlock_t *l, enum bm_fork_step step)
+{
+    switch (step) {
+    case BM_FORK_PREPARE: bm_spin_lock(l); break;
+    case BM_FORK_PARENT: bm_spin_unlock(l); break;
+    case BM_FORK_CHILD: atomic_store_explicit(&l->v, 0, memory_order_relaxed); break;
+    }
+}
+
+void bm_init_fork_lock(enum bm_fork_step step);
+
 /* ---- current CPU --------------------------------------------------------- *
  * glibc 2.35+ registers rseq for every thread; cpu_id there is kept current
  * by the kernel, a plain load (~0.5 ns against ~3 ns for sched_getcpu()).

@@ -163,6 +163,8 @@ static struct {
     uint64_t allocs, frees, bytes;
 } huge;
 
+void bm_huge_fork_lock(enum bm_fork_step step) { bm_fork_mutex(&huge.lock, step); }
+
 static size_t slot_of(uintptr_t a, size_t cap)
 {
     return (size_t)(((a >> 12) * 0x9e3779b97f4a7c15ull) >> 20) & (cap - 1);

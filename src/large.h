@@ -25,6 +25,7 @@ void *bm_huge_alloc(size_t size, size_t align);
 bool bm_huge_free(void *p);
 size_t bm_huge_usable(const void *p);        /* 0: not a huge allocation */
 void *bm_huge_realloc(void *p, size_t size);
+void bm_huge_fork_lock(enum bm_fork_step step);
 void bm_huge_stats(uint64_t *allocs, uint64_t *frees, uint64_t *live, uint64_t *bytes);
 
 #endif

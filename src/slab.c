@@ -514,6 +514,13 @@ unsigned long bm_slab_reclaim_abandoned(void)
     return freed;
 }
 
+/* fork: the abandoned lists' locks, taken in class order (fork.c). */
+void bm_slab_fork_locks(enum bm_fork_step step)
+{
+    for (unsigned c = 0; c < BM_NR_CLASSES; c++)
+        bm_fork_mutex(&abandoned[c].lock, step);
+}
+
 void bm_slab_for_each_quiet(void (*fn)(void *ctx, struct bm_page *s), void *ctx)
 {
     struct bm_heap *h = bm_tls_heap;

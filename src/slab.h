@@ -27,6 +27,13 @@ extern struct bm_slab_class_stats bm_slab_stats[BM_NR_CLASSES];
 void bm_slab_release_class(struct bm_heap *h, unsigned cls);   /* thread exit */
 void bm_slab_trim_class(struct bm_heap *h, unsigned cls);      /* bm_trim */
 unsigned long bm_slab_reclaim_abandoned(void);
+void bm_slab_fork_locks(enum bm_fork_step step);
+/* fork: the heaps lock; in the child, retire the heaps of threads that
+ * do not exist there (heap.c) */
+void bm_heaps_fork_lock(enum bm_fork_step step);
+void bm_heaps_after_fork(void);
+bool bm_fork_heap_repair(struct bm_heap *h);     /* fork.c */
+extern _Atomic unsigned long bm_fork_heaps_retired, bm_fork_heaps_lost;
 void bm_slabs_init(void);
 /* Call fn on every slab whose lists can be read now: the calling thread's
  * and the abandoned ones (each list locked while it is walked). */

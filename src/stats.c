@@ -356,6 +356,8 @@ BM_API int bm_malloc_stats(struct bm_malloc_stats *out)
     int64_t pages = atomic_load_explicit(&bm_large_pages, memory_order_relaxed);
     out->large_bytes = pages > 0 ? (uint64_t)pages << BM_PAGE_SHIFT : 0;
     bm_huge_stats(&out->huge_allocs, &out->huge_frees, &out->huge_live, &out->huge_bytes);
+    out->fork_heaps_retired = atomic_load(&bm_fork_heaps_retired);
+    out->fork_heaps_lost = atomic_load(&bm_fork_heaps_lost);
     return 0;
 }
 
@@ -384,6 +386,8 @@ static void summary(struct bm_buf *b)
     kv(b, "regions resident", (uint64_t)resident << (BM_PAGE_SHIFT - 10), " KiB (bound)");
     kv(b, "returned to the OS", (uint64_t)released << (BM_PAGE_SHIFT - 10), " KiB (total)");
     kv(b, "threads with a heap", m.heaps, "");
+    kv(b, "heaps retired at fork", m.fork_heaps_retired, "");
+    kv(b, "heaps lost at fork", m.fork_heaps_lost, "");
 }
 
 /* /proc/slabinfo, version 2.1, one line per size class named bm-SIZE; then

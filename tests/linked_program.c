@@ -11,19 +11,7 @@
 #include <string.h>
 
 #include "buddymalloc.h"
-
-static int passed, failed;
-#define CHECK(c, ...)                                                          \
-    do {                                                                       \
-        if (c) {                                                               \
-            passed++;                                                          \
-        } else {                                                               \
-            failed++;                                                          \
-            fprintf(stderr, "FAIL line %d: ", __LINE__);                        \
-            fprintf(stderr, __VA_ARGS__);                                      \
-            fputc('\n', stderr);                                               \
-        }                                                                      \
-    } while (0)
+#include "plain_test.h"
 
 static void *worker(void *arg)
 {

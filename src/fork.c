@@ -1,0 +1,227 @@
+/*
+ * fork.c - fork safety: pthread_atfork handlers, and the repair of the
+ * heaps a fork child inherits from threads that do not exist in it.
+ *
+ * Before fork, every lock of the allocator is taken in one global order
+ * (bootstrap, heaps, abandoned slab lists, huge table, pagesets, zones),
+ * so no structure behind a lock is half updated when the address space is
+ * copied; the parent releases them, the child resets them. Our handlers
+ * are registered first (a constructor), so glibc runs our prepare handler
+ * last and our child handler first: other libraries' handlers may
+ * allocate on both sides.
+ *
+ * The thread-local side has no locks: another thread may be inside malloc
+ * or free at the instant of fork, and the kernel copies the address space
+ * page by page while it runs, so its heap may reach the child half
+ * updated. The child checks each such heap completely before using it
+ * (bm_fork_heap_repair): lists well linked and owned, every free block a
+ * block start of its slab and on one list only, each slab's use count
+ * recomputed from its lists. A heap that passes is retired like the heap
+ * of an exited thread (its free blocks serve the child, its partly used
+ * slabs are adopted); one that fails is left out and counted in the
+ * statistics ("heaps lost at fork"): its memory is lost to the child but
+ * nothing is corrupted.
+ */
+#include <pthread.h>
+#include <string.h>
+
+#include "alloc.h"
+#include "large.h"
+#include "slab.h"
+
+/* ---- the handlers ---------------------------------------------------------- */
+
+static int locked_all;          /* prepare took more than the bootstrap lock */
+
+static void zones_fork(enum bm_fork_step step)
+{
+    for (int n = 0; n < bm_g.nr_nodes; n++) {
+        struct bm_zone *z = &bm_g.zones[n];
+        if (step == BM_FORK_PREPARE) {      /* pagesets before zone locks */
+            if (z->pcp)
+                for (int c = 0; c < bm_g.nr_cpus; c++)
+                    bm_fork_spin(&z->pcp[c].lock, step);
+            bm_fork_mutex(&z->lock, step);
+        } else {
+            bm_fork_mutex(&z->lock, step);
+            if (z->pcp)
+                for (int c = 0; c < bm_g.nr_cpus; c++)
+                    bm_fork_spin(&z->pcp[c].lock, step);
+        }
+    }
+}
+
+static void prepare(void)
+{
+    bm_init_fork_lock(BM_FORK_PREPARE);
+    if (!atomic_load_explicit(&bm_g.initialised, memory_order_acquire))
+        return;                 /* nothing else exists yet */
+    bm_heaps_fork_lock(BM_FORK_PREPARE);
+    bm_slab_fork_locks(BM_FORK_PREPARE);
+    bm_huge_fork_lock(BM_FORK_PREPARE);
+    zones_fork(BM_FORK_PREPARE);
+    locked_all = 1;
+}
+
+static void release(enum bm_fork_step step)
+{
+    if (locked_all) {
+        zones_fork(step);
+        bm_huge_fork_lock(step);
+        bm_slab_fork_locks(step);
+        bm_heaps_fork_lock(step);
+    }
+    bm_init_fork_lock(step);
+}
+
+static void parent(void)
+{
+    release(BM_FORK_PARENT);
+    locked_all = 0;
+}
+
+static void child(void)
+{
+    int all = locked_all;
+    release(BM_FORK_CHILD);
+    locked_all = 0;
+    if (all)
+        bm_heaps_after_fork();
+}
+
+__attribute__((constructor)) static void fork_register(void)
+{
+    pthread_atfork(prepare, parent, child);
+}
+
+/* ---- checking an inherited heap ------------------------------------------- */
+
+#define MAX_CAPACITY 1024
+
+/* s is the head descriptor of a slab of class cls (a descriptor inside a
+ * region's mem_map, not allocator metadata). */
+static bool is_slab(const struct bm_page *s, unsigned cls)
+{
+    uintptr_t a = (uintptr_t)s;
+    if ((a & (sizeof *s - 1)) || !bm_addr_in_region(a))
+        return false;
+    unsigned long i = page_index(s);
+    if (i < REGION_FIRST_PAGE || i >= REGION_PAGES)
+        return false;
+    return (page_flags(s) & PG_slab) && !(page_flags(s) & PG_tail) && s->slab.cls == cls &&
+           s->slab.reserved <= bm_classes[cls].capacity;
+}
+
+/* The slab a pointer lies in, if it is a block start of a slab of cls. */
+static struct bm_page *block_slab(const void *p, unsigned cls)
+{
+    uintptr_t a = (uintptr_t)p;
+    if (!bm_addr_in_region(a) || (a & 7))
+        return NULL;
+    if ((a & REGION_MASK) >> BM_PAGE_SHIFT < REGION_FIRST_PAGE)
+        return NULL;
+    struct bm_page *s = addr_to_page(a);
+    if (s->head_off > (1u << (MAX_ORDER - 1)))
+        return NULL;
+    s -= s->head_off;
+    if (!is_slab(s, cls) || !slab_block_ok(s, a))
+        return NULL;
+    return s;
+}
+
+static unsigned block_index(const struct bm_page *s, const void *p)
+{
+    return (unsigned)(((uintptr_t)p - (uintptr_t)page_to_addr(s)) / bm_classes[s->slab.cls].size);
+}
+
+/* Mark the blocks of one list of slab s; false on a foreign block, a
+ * block already marked (a cycle or a block on two lists), or too many. */
+static bool mark_list(const struct bm_page *s, const void *head, uint64_t *bits, unsigned *n)
+{
+    unsigned cls = s->slab.cls;
+    for (const void *p = head; p; p = *(void *const *)p) {
+        if (block_slab(p, cls) != s)
+            return false;
+        unsigned i = block_index(s, p);
+        if (bits[i / 64] & (1ull << (i % 64)))
+            return false;
+        bits[i / 64] |= 1ull << (i % 64);
+        if (++*n > s->slab.reserved)
+            return false;
+    }
+    return true;
+}
+
+/* One slab of h: owned by h, lists sound; then its use count is set to
+ * what its lists say (blocks in h's bin, and blocks freed by other threads
+ * and not collected yet, count as used, as they do while a thread runs). */
+static bool repair_slab(struct bm_heap *h, struct bm_page *s, unsigned cls, bool full)
+{
+    uint64_t bits[MAX_CAPACITY / 64];
+    unsigned n = 0;
+    uintptr_t owner = atomic_load_explicit(&s->slab.heap, memory_order_relaxed);
+    if (!is_slab(s, cls) || owner != ((uintptr_t)h | (full ? SLAB_FULL : 0)))
+        return false;
+    memset(bits, 0, sizeof bits);
+    if (!mark_list(s, s->slab.free, bits, &n) || !mark_list(s, s->slab.local_free, bits, &n))
+        return false;
+    /* blocks other threads freed are still counted as used until collected */
+    unsigned remote = 0;
+    if (!mark_list(s, (void *)atomic_load_explicit(&s->slab.thread_free, memory_order_relaxed),
+                   bits, &remote) || n + remote > s->slab.reserved)
+        return false;
+    /* blocks of this slab in the bin must be on none of its lists */
+    unsigned in_bin = 0;
+    for (void *p = h->bin[cls]; p; p = *(void **)p, in_bin++) {
+        if (in_bin > BIN_MAX + 1)
+            return false;
+        if (block_slab(p, cls) == s) {
+            unsigned i = block_index(s, p);
+            if (bits[i / 64] & (1ull << (i % 64)))
+                return false;
+            bits[i / 64] |= 1ull << (i % 64);
+        }
+    }
+    s->slab.used = (uint16_t)(s->slab.reserved - n);
+    return true;
+}
+
+/* A queue of h's slabs: a sound circular list of nr slabs. */
+static bool repair_queue(struct bm_heap *h, struct bm_list *q, unsigned long nr, unsigned cls,
+                         bool full)
+{
+    unsigned long n = 0;
+    struct bm_list *prev = q;
+    for (struct bm_list *l = q->next; l != q; prev = l, l = l->next) {
+        if (!l || l->prev != prev || ++n > nr)
+            return false;
+        if (!repair_slab(h, lru_to_page(l), cls, full))
+            return false;
+    }
+    return n == nr && q->prev == prev;
+}
+
+bool bm_fork_heap_repair(struct bm_heap *h)
+{
+    if (h->dead)
+        return false;
+    for (unsigned c = 0; c < BM_NR_CLASSES; c++) {
+        /* the bin: a short list of block starts of slabs of h */
+        unsigned n = 0;
+        for (void *p = h->bin[c]; p; p = *(void **)p) {
+            struct bm_page *s = block_slab(p, c);
+            if (!s || ++n > BIN_MAX + 1 ||
+                (atomic_load_explicit(&s->slab.heap, memory_order_relaxed) & ~SLAB_FULL) !=
+                    (uintptr_t)h)
+                return false;
+        }
+        h->bin_n[c] = n;
+        struct bm_page *cur = h->cur[c];
+        if (cur != &bm_slab_empty && !repair_slab(h, cur, c, false))
+            return false;
+        if (!repair_queue(h, &h->q[c].partial, h->q[c].nr_partial, c, false) ||
+            !repair_queue(h, &h->q[c].full, h->q[c].nr_full, c, true))
+            return false;
+    }
+    return true;
+}
