@@ -10,6 +10,8 @@ packages=(
   libcriterion-dev                                    # tests
   valgrind                                            # callgrind budgets, memcheck
   libjemalloc2                                        # benchmark baseline only
+  g++                                                 # C++ operator tests
+  bash sqlite3 git redis-server redis-tools xz-utils zstd  # real-program tests
 )
 
 missing=()

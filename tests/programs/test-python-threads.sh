@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# python3 (PYTHONMALLOC=malloc) with threads (py_threads.py): 72 short-lived
+# producer threads make objects that 4 consumer threads hold, and free, after
+# the producers have exited. Same output under glibc and buddymalloc,
+# allocations counted by buddymalloc, and its heap checker finds the heap
+# consistent once every thread is gone.
+source "$(dirname "$0")/lib.sh"
+prog_init "$@"
+find_python
+python_env
+
+run_as glibc glibc 120 "$PYTHON" "$PROG_DIR/py_threads.py"
+BM_PROBE_FILE=$TMP/probe run_as bm bm 120 "$PYTHON" "$PROG_DIR/py_threads.py"
+
+grep -qx 'threads ok' "$TMP/bm.out" || fail "the workload did not reach its end under buddymalloc"
+same_output "$TMP/glibc.out" "$TMP/bm.out" "the workload's output"
+
+# About 14 million small allocations measured.
+check_served "$TMP/bm.stats" '^python' 1000000
+note "probe: $(cat "$TMP/probe")"
+grep -q '^end pid=[0-9]* small=[0-9]* .* check=0$' "$TMP/probe" ||
+    fail "the heap checker (bm_check) after the threads exited: $(cat "$TMP/probe"); $(head -n 5 "$TMP/bm.err")"
+note "ok"
