@@ -67,6 +67,7 @@ BM_COLD void bm_init_slow(void)
         for (int n = 0; n < bm_g.nr_nodes; n++)
             zone_bootstrap(&bm_g.zones[n], n);
         atomic_store_explicit(&bm_g.initialised, 1, memory_order_release);
+        bm_stats_exit_setup();
     }
     bm_spin_unlock(&init_lock);
 }

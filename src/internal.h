@@ -114,6 +114,7 @@ static inline void bm_fork_spin(bm_spinlock_t *l, enum bm_fork_step step)
 }
 
 void bm_init_fork_lock(enum bm_fork_step step);
+void bm_stats_exit_setup(void);     /* stats.c: keeps a copy of stderr */
 
 /* ---- current CPU --------------------------------------------------------- *
  * glibc 2.35+ registers rseq for every thread; cpu_id there is kept current

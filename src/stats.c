@@ -523,6 +523,18 @@ static void all_stats(struct bm_buf *b)
 
 /* ---- statistics at exit (option stats) --------------------------------- */
 
+/* A copy of stderr taken at start-up: programs may close fd 2 before
+ * they exit (coreutils' close_stdout does), after which a report written
+ * to 2 would vanish. Close-on-exec: a new program takes its own. */
+static int stats_err_fd = -1;
+
+void bm_stats_exit_setup(void)
+{
+    const struct bm_options *o = &bm_g.opt;
+    if (o->stats_at_exit && !o->stats_file[0] && stats_err_fd < 0)
+        stats_err_fd = fcntl(2, F_DUPFD_CLOEXEC, 10);
+}
+
 /* The process's name from /proc/self/comm, read without stdio. */
 static void put_comm(struct bm_buf *b)
 {
@@ -558,7 +570,7 @@ __attribute__((destructor)) static void stats_at_exit(void)
     const struct bm_options *o = &bm_g.opt;
     if (!o->stats_at_exit || (o->stats_pid && o->stats_pid != (long)getpid()))
         return;
-    int fd = 2;
+    int fd = stats_err_fd >= 0 ? stats_err_fd : 2;
     if (o->stats_file[0]) {
         fd = open(o->stats_file, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
         if (fd < 0) {
@@ -572,7 +584,9 @@ __attribute__((destructor)) static void stats_at_exit(void)
             fd = 2;
         }
     }
-    char scratch[1024];
+    /* one write for the whole report when it fits: processes appending to
+     * the same file (stats_pid=0) do not interleave */
+    char scratch[64 << 10];
     struct bm_buf b;
     bm_buf_fd(&b, fd, scratch, sizeof scratch);
     bm_puts(&b, "=== buddymalloc statistics at exit: pid ");
@@ -582,6 +596,6 @@ __attribute__((destructor)) static void stats_at_exit(void)
     bm_puts(&b, ") ===\n");
     all_stats(&b);
     bm_buf_finish(&b);
-    if (fd != 2)
+    if (fd != 2 && fd != stats_err_fd)
         close(fd);
 }

@@ -4,6 +4,7 @@
  * calls must be served by buddymalloc, as its statistics show. Plain C, no
  * Criterion: the runner itself must not be the one allocating.
  */
+#include <errno.h>
 #include <malloc.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -12,6 +13,25 @@
 
 #include "buddymalloc.h"
 #include "plain_test.h"
+
+extern void *__libc_malloc(size_t);
+extern void __libc_free(void *);
+
+/* Before main: a constructor allocates, and so does a thread it starts. */
+static char *early_block, *early_thread_block;
+static void *early_worker(void *arg)
+{
+    (void)arg;
+    early_thread_block = strdup("from a thread started in a constructor");
+    return NULL;
+}
+__attribute__((constructor)) static void early(void)
+{
+    early_block = malloc(200);
+    pthread_t t;
+    pthread_create(&t, NULL, early_worker, NULL);
+    pthread_join(t, NULL);
+}
 
 static void *worker(void *arg)
 {
@@ -79,6 +99,39 @@ int main(void)
         }
         free(v[i]);
     }
+    CHECK(early_block && bm_malloc_usable_size(early_block) == 224, "malloc in a constructor");
+    CHECK(early_thread_block && !strcmp(early_thread_block, "from a thread started in a constructor"),
+          "malloc in a thread started by a constructor");
+    free(early_block);
+    free(early_thread_block);
+
+    /* glibc's statistics and tuning calls answer from buddymalloc */
+    char *held = malloc(100000);
+    memset(held, 1, 100000);
+    struct mallinfo2 mi = mallinfo2();
+    CHECK(mi.uordblks >= 100000 && mi.arena >= mi.uordblks && mi.fordblks == mi.arena - mi.uordblks,
+          "mallinfo2: in use %zu of arena %zu, free %zu", mi.uordblks, mi.arena, mi.fordblks);
+    char *volatile h = malloc(8 << 20);   /* volatile: GCC drops an unused malloc+free */
+    h[0] = 1;
+    mi = mallinfo2();
+    CHECK(mi.hblks == 1 && mi.hblkhd >= (8 << 20), "mallinfo2 counts the huge mapping (%zu, %zu)",
+          mi.hblks, mi.hblkhd);
+    free(h);
+    free(held);
+    char *xml = NULL;
+    size_t xml_len = 0;
+    FILE *mf = open_memstream(&xml, &xml_len);
+    CHECK(malloc_info(0, mf) == 0, "malloc_info");
+    fclose(mf);
+    CHECK(xml && strstr(xml, "<malloc version=\"1\" allocator=\"buddymalloc") &&
+          strstr(xml, "</malloc>\n") && strstr(xml, "<total type=\"small\""),
+          "malloc_info writes the XML document");
+    free(xml);
+    CHECK(malloc_info(1, stdout) == -1 && errno == EINVAL, "malloc_info with options != 0: EINVAL");
+    void *lp = __libc_malloc(50);
+    CHECK(lp && bm_malloc_usable_size(lp) == 64, "__libc_malloc is buddymalloc's");
+    __libc_free(lp);
+
     /* malloc_trim: 1 when memory went back to the OS */
     static char *big[32];
     for (int i = 0; i < 32; i++) {
@@ -89,6 +142,19 @@ int main(void)
         free(big[i]);
     CHECK(malloc_trim(0) == 1, "malloc_trim after freeing 96 MiB returns 1");
     CHECK(malloc_trim(0) == 0, "nothing left to trim");
+    CHECK(mallopt(M_TRIM_THRESHOLD, 1 << 20) == 1, "mallopt(M_TRIM_THRESHOLD) accepted");
+    for (int i = 0; i < 8; i++) {
+        big[i] = malloc(2 << 20);
+        memset(big[i], 1, 2 << 20);
+    }
+    for (int i = 0; i < 8; i++)
+        free(big[i]);
+    struct bm_zone_stats zs;
+    bm_zone_stats(0, &zs);
+    CHECK(zs.dirty_pages <= 256, "with M_TRIM_THRESHOLD 1 MiB, %lu free pages wait for release",
+          zs.dirty_pages);
+    CHECK(mallopt(M_ARENA_MAX, 2) == 1, "mallopt(M_ARENA_MAX) accepted (no arenas here)");
+    CHECK(mallopt(-12345, 1) == 0, "mallopt of an unknown parameter returns 0");
     CHECK(bm_check(2) == 0, "heap checker");
     printf("%d passed, %d failed\n", passed, failed);
     return failed != 0;
