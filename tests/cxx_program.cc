@@ -15,19 +15,7 @@
 #include <vector>
 
 #include "buddymalloc.h"
-
-static int passed, failed;
-#define CHECK(c, ...)                                                          \
-    do {                                                                       \
-        if (c) {                                                               \
-            passed++;                                                          \
-        } else {                                                               \
-            failed++;                                                          \
-            std::fprintf(stderr, "FAIL line %d: ", __LINE__);                   \
-            std::fprintf(stderr, __VA_ARGS__);                                 \
-            std::fputc('\n', stderr);                                          \
-        }                                                                      \
-    } while (0)
+#include "plain_test.h"
 
 static uint64_t small_allocs()
 {
