@@ -17,6 +17,7 @@
 
 #include "alloc.h"
 #include "buddymalloc.h"
+#include "large.h"
 #include "slab.h"
 
 /* The stand-in slab: free is NULL, so the fast path always misses. */
@@ -54,6 +55,8 @@ static void heap_reset(struct bm_heap *h)
         list_init(&h->q[c].full);
         h->q[c].nr_partial = h->q[c].nr_full = 0;
     }
+    h->large_nalloc = h->large_nfree = 0;
+    h->large_pages = 0;
     h->dead = 0;
 }
 
@@ -108,6 +111,9 @@ static void heap_retire(struct bm_heap *h)
         atomic_fetch_add(&bm_retired_nalloc[c], h->nalloc[c]);
         atomic_fetch_add(&bm_retired_nfree[c], h->nfree[c]);
     }
+    atomic_fetch_add(&bm_retired_large_nalloc, h->large_nalloc);
+    atomic_fetch_add(&bm_retired_large_nfree, h->large_nfree);
+    atomic_fetch_add(&bm_retired_large_pages, h->large_pages);
     bm_slab_reclaim_abandoned();
     bm_mutex_lock(&heaps_lock);
     *h->pprev = h->next;
@@ -185,6 +191,23 @@ void bm_heap_counts(uint64_t *nalloc, uint64_t *nfree, unsigned long *heaps)
             nfree[c] += __atomic_load_n(&h->nfree[c], __ATOMIC_RELAXED);
         }
     *heaps = nr_live_heaps;
+    bm_mutex_unlock(&heaps_lock);
+}
+
+/* Runs of pages: the retired totals plus every live heap's (racy reads, as
+ * above). */
+__attribute__((no_sanitize("thread")))
+void bm_heap_large_counts(uint64_t *nalloc, uint64_t *nfree, int64_t *pages)
+{
+    *nalloc = atomic_load(&bm_retired_large_nalloc);
+    *nfree = atomic_load(&bm_retired_large_nfree);
+    *pages = atomic_load(&bm_retired_large_pages);
+    bm_mutex_lock(&heaps_lock);
+    for (struct bm_heap *h = live_heaps; h; h = h->next) {
+        *nalloc += __atomic_load_n(&h->large_nalloc, __ATOMIC_RELAXED);
+        *nfree += __atomic_load_n(&h->large_nfree, __ATOMIC_RELAXED);
+        *pages += __atomic_load_n(&h->large_pages, __ATOMIC_RELAXED);
+    }
     bm_mutex_unlock(&heaps_lock);
 }
 

@@ -17,8 +17,10 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "alloc.h"
 #include "internal.h"
 #include "large.h"
+#include "slab.h"
 
 /* ---- runs of pages ---------------------------------------------------- */
 
@@ -75,8 +77,26 @@ struct bm_page *bm_large_alloc(size_t npages, unsigned align_order, bool *zeroed
     return p;
 }
 
-_Atomic uint64_t bm_large_nalloc, bm_large_nfree;
-_Atomic int64_t bm_large_pages;
+_Atomic uint64_t bm_retired_large_nalloc, bm_retired_large_nfree;
+_Atomic int64_t bm_retired_large_pages;
+
+void bm_large_count(int allocs, int64_t pages)
+{
+    struct bm_heap *h = bm_tls_heap;
+    if (unlikely(h == &bm_heap_empty) && allocs > 0)
+        h = bm_heap_create();       /* a thread that only makes runs gets a heap too */
+    if (likely(h && h != &bm_heap_empty)) {
+        h->large_nalloc += allocs > 0;
+        h->large_nfree += allocs < 0;
+        h->large_pages += pages;
+        return;
+    }
+    if (allocs > 0)
+        atomic_fetch_add_explicit(&bm_retired_large_nalloc, 1, memory_order_relaxed);
+    else if (allocs < 0)
+        atomic_fetch_add_explicit(&bm_retired_large_nfree, 1, memory_order_relaxed);
+    atomic_fetch_add_explicit(&bm_retired_large_pages, pages, memory_order_relaxed);
+}
 
 void bm_large_free(struct bm_page *p)
 {

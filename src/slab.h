@@ -15,6 +15,7 @@ void bm_heaps_init(void);
 struct bm_heap *bm_heap_create(void);
 void bm_heap_counts(uint64_t *nalloc, uint64_t *nfree, unsigned long *heaps);
 void bm_heap_trim_current(void);
+void bm_heap_large_counts(uint64_t *nalloc, uint64_t *nfree, int64_t *pages);
 
 /* slab.c */
 struct bm_slab_class_stats {

@@ -351,9 +351,8 @@ BM_API int bm_malloc_stats(struct bm_malloc_stats *out)
         if (nalloc[c] > nfree[c])
             out->small_active_bytes += (nalloc[c] - nfree[c]) * bm_classes[c].size;
     }
-    out->large_allocs = atomic_load_explicit(&bm_large_nalloc, memory_order_relaxed);
-    out->large_frees = atomic_load_explicit(&bm_large_nfree, memory_order_relaxed);
-    int64_t pages = atomic_load_explicit(&bm_large_pages, memory_order_relaxed);
+    int64_t pages;
+    bm_heap_large_counts(&out->large_allocs, &out->large_frees, &pages);
     out->large_bytes = pages > 0 ? (uint64_t)pages << BM_PAGE_SHIFT : 0;
     bm_huge_stats(&out->huge_allocs, &out->huge_frees, &out->huge_live, &out->huge_bytes);
     out->fork_heaps_retired = atomic_load(&bm_fork_heaps_retired);

@@ -274,6 +274,8 @@ struct bm_heap {
     uint32_t bin_n[BM_NR_CLASSES];
     uint64_t nalloc[BM_NR_CLASSES]; /* blocks this thread allocated         */
     uint64_t nfree[BM_NR_CLASSES];  /* blocks this thread freed, any owner   */
+    uint64_t large_nalloc, large_nfree;  /* runs of pages, as the two above */
+    int64_t large_pages;            /* pages of runs: allocated - freed here */
     struct bm_heap_class q[BM_NR_CLASSES];
     struct bm_heap *next;           /* live list or pool                      */
     struct bm_heap **pprev;         /* live list back link                    */
