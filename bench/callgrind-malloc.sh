@@ -22,14 +22,18 @@ command -v valgrind >/dev/null || { echo "callgrind-malloc: valgrind not found" 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/callgrind-malloc.XXXXXX")
 trap 'rm -rf "$tmp"' EXIT HUP INT TERM
 
+mode=malloc     # or new: operator new + sized delete (bench_new_pairs)
+
 ir() {  # ir PRELOAD N SIZE
     out="$tmp/out"
+    fn=bench_pairs
+    [ "$mode" = new ] && fn=bench_new_pairs
     if [ -n "$1" ]; then
         env LD_PRELOAD="$1" valgrind --tool=callgrind --callgrind-out-file="$out" \
-            --collect-atstart=no --toggle-collect=bench_pairs "$pair" "$2" "$3" >/dev/null 2>&1
+            --collect-atstart=no --toggle-collect=$fn "$pair" "$2" "$3" $mode >/dev/null 2>&1
     else
         valgrind --tool=callgrind --callgrind-out-file="$out" \
-            --collect-atstart=no --toggle-collect=bench_pairs "$pair" "$2" "$3" >/dev/null 2>&1
+            --collect-atstart=no --toggle-collect=$fn "$pair" "$2" "$3" $mode >/dev/null 2>&1
     fi
     awk '$1 == "totals:" { t = $2 } $1 == "summary:" { s = $2 }
          END { print (t != "" ? t : s) }' "$out"
@@ -41,14 +45,24 @@ per_pair() {  # per_pair PRELOAD SIZE
     echo "$a $b" | awk -v n1="$N1" -v n2="$N2" '{ printf "%.1f", ($2 - $1) / (n2 - n1) }'
 }
 
+table() {
+    echo "| size | buddymalloc | jemalloc | glibc | buddymalloc / jemalloc |"
+    echo "|--:|--:|--:|--:|--:|"
+    for s in $sizes; do
+        b=$(per_pair "$bm" "$s")
+        if [ -n "$je" ]; then j=$(per_pair "$je" "$s"); else j=n/a; fi
+        g=$(per_pair "" "$s")
+        r=$(echo "$b $j" | awk '{ if ($2 == "n/a" || $2 == 0) print "n/a"; else printf "%.2f", $1 / $2 }')
+        echo "| $s | $b | $j | $g | $r |"
+    done
+}
+
 echo "## callgrind: instructions per malloc+free pair"
 echo
-echo "| size | buddymalloc | jemalloc | glibc | buddymalloc / jemalloc |"
-echo "|--:|--:|--:|--:|--:|"
-for s in $sizes; do
-    b=$(per_pair "$bm" "$s")
-    if [ -n "$je" ]; then j=$(per_pair "$je" "$s"); else j=n/a; fi
-    g=$(per_pair "" "$s")
-    r=$(echo "$b $j" | awk '{ if ($2 == "n/a" || $2 == 0) print "n/a"; else printf "%.2f", $1 / $2 }')
-    echo "| $s | $b | $j | $g | $r |"
-done
+table
+echo
+echo "## callgrind: instructions per C++ operator new + sized delete pair"
+echo "(glibc column: libstdc++'s operators over glibc's malloc)"
+echo
+mode=new
+table
