@@ -10,6 +10,7 @@ packages=(
   libcriterion-dev                                    # tests
   valgrind                                            # callgrind budgets, memcheck
   libjemalloc2                                        # benchmark baseline only
+  libmimalloc2.0 libtcmalloc-minimal4 gnuplot-nox     # benchmark: other columns, plots
   g++                                                 # C++ operator tests
   bash sqlite3 git redis-server redis-tools xz-utils zstd  # real-program tests
 )
