@@ -40,6 +40,12 @@ BM_API void *pvalloc(size_t size) { return bm_pvalloc_impl(size); }
 BM_API size_t malloc_usable_size(void *p) { return bm_usable_fn(p, "malloc_usable_size"); }
 BM_API int malloc_trim(size_t pad) { return bm_trim(pad); }
 BM_API void free_sized(void *p, size_t size) { bm_free_sized_fn(p, size, "free_sized", false); }
+/* C23: for aligned_alloc's blocks; the size is checked as free_sized's. */
+BM_API void free_aligned_sized(void *p, size_t align, size_t size)
+{
+    (void)align;
+    bm_free_sized_fn(p, size, "free_aligned_sized", false);
+}
 
 /*
  * glibc's exported internal names, which a few programs and libraries call

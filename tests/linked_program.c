@@ -16,6 +16,7 @@
 
 extern void *__libc_malloc(size_t);
 extern void __libc_free(void *);
+extern void free_aligned_sized(void *, size_t, size_t);   /* C23 */
 
 /* Before main: a constructor allocates, and so does a thread it starts. */
 static char *early_block, *early_thread_block;
@@ -128,6 +129,9 @@ int main(void)
           "malloc_info writes the XML document");
     free(xml);
     CHECK(malloc_info(1, stdout) == -1 && errno == EINVAL, "malloc_info with options != 0: EINVAL");
+    void *al = aligned_alloc(256, 1000);
+    CHECK(al && ((uintptr_t)al & 255) == 0, "aligned_alloc(256, 1000)");
+    free_aligned_sized(al, 256, 1000);
     void *lp = __libc_malloc(50);
     CHECK(lp && bm_malloc_usable_size(lp) == 64, "__libc_malloc is buddymalloc's");
     __libc_free(lp);
