@@ -152,6 +152,10 @@ void *bm_realloc_fn(void *p, size_t n, const char *fn)
             return p;
         break;
     case K_LARGE:
+        /* in place while the run is at most twice what is asked: the slack
+         * a growing buffer was given (below) is kept for its next steps */
+        if (n <= usable && n > usable / 2)
+            return p;
         if (n > BM_SLAB_MAX && PAGES(n) <= MAX_ORDER_NR_PAGES << 4 &&
             bm_large_resize(d, PAGES(n)))
             return p;
@@ -165,7 +169,18 @@ void *bm_realloc_fn(void *p, size_t n, const char *fn)
         }
         break;
     }
-    void *q = bm_malloc_inline(n);
+    /*
+     * Moving a block that grows into a run: give it a whole buddy block
+     * (pages rounded up to a power of two), so its next small steps stay in
+     * place instead of needing free pages behind it or another move. The
+     * slack is virtual until written.
+     */
+    size_t ask = n;
+    if (n > usable && n > BM_SLAB_MAX && PAGES(n) <= MAX_ORDER_NR_PAGES) {
+        size_t pages = PAGES(n);
+        ask = (pages & (pages - 1) ? 1UL << (64 - __builtin_clzl(pages)) : pages) << BM_PAGE_SHIFT;
+    }
+    void *q = bm_malloc_inline(ask);
     if (!q)
         return NULL;                    /* p is untouched, errno ENOMEM */
     memcpy(q, p, n < usable ? n : usable);

@@ -175,6 +175,37 @@ Test(malloc, realloc_in_place)
     bm_free(b);
 }
 
+/* A buffer growing by small steps when the pages behind it are taken: a
+ * move gives it a whole buddy block, so it moves at most once per doubling
+ * (15 moves here before; in alloc-workloads realloc the freed runs churned
+ * through 23,864 madvise calls and it took 1.43x jemalloc's time). */
+Test(malloc, realloc_growth_moves_once_per_doubling)
+{
+    size_t n = 40000;
+    char *buf = bm_malloc(n);
+    memset(buf, 7, n);
+    int moves = 0;
+    void *blockers[300];
+    int nb = 0;
+    while (n < (1u << 20)) {
+        blockers[nb++] = bm_malloc(40000);      /* likely right behind buf */
+        size_t m = n + 4096;
+        char *q = bm_realloc(buf, m);
+        cr_assert_not_null(q);
+        moves += q != buf;
+        cr_assert_eq(q[n - 1], 7, "contents kept");
+        memset(q + n, 7, m - n);
+        cr_assert_geq(bm_malloc_usable_size(q), m);
+        cr_assert_leq(bm_malloc_usable_size(q), 2 * m + BM_PAGE_SIZE, "slack at most the size");
+        buf = q;
+        n = m;
+    }
+    cr_assert_leq(moves, 8, "%d moves growing 40 KB to 1 MiB in 4 KiB steps", moves);
+    bm_free(buf);
+    while (nb)
+        bm_free(blockers[--nb]);
+}
+
 Test(malloc, realloc_failure_keeps_the_block)
 {
     char *p = bm_malloc(64);
