@@ -278,7 +278,7 @@ def real_workloads(quick, tmpdir):
                                "redis-server serving redis-benchmark (-P 16, 7 commands)"))
     py = os.path.join(ROOT, "bench", "programs", "py_workload.py")
     if have("python3") and os.path.exists(py):
-        n = "200000" if quick else "1500000"
+        n = "150000" if quick else "500000"
         argv = ["env", "PYTHONMALLOC=malloc", "python3", py, n]
         result.append(Workload("python3", "program", plain_runner(argv),
                                "python3 (PYTHONMALLOC=malloc): dicts, strings, json"))
