@@ -78,7 +78,7 @@ static inline __attribute__((always_inline)) void *bm_malloc_inline(size_t size)
  * them, inside the carved part. offset / size by a multiply with
  * ceil(2^32 / size), exact for every offset of a slab (checked by a test).
  */
-static inline bool slab_block_ok(const struct bm_page *s, uintptr_t a)
+static inline __attribute__((always_inline)) bool slab_block_ok(const struct bm_page *s, uintptr_t a)
 {
     const struct bm_class *c = &bm_classes[s->slab.cls];
     uintptr_t off = a - (uintptr_t)page_to_addr(s);

@@ -311,7 +311,8 @@ pop:;
  * partial queue if the slab was full, the pages if it empties and is not
  * current.
  */
-static void slab_free_local(struct bm_heap *h, struct bm_page *s, void *p, const char *fn)
+static inline __attribute__((always_inline)) void slab_free_local(struct bm_heap *h, struct bm_page *s, void *p,
+                                                            const char *fn)
 {
     unsigned cls = s->slab.cls;
     uintptr_t owner = atomic_load_explicit(&s->slab.heap, memory_order_relaxed);
