@@ -25,6 +25,9 @@ void *bm_malloc_large(size_t size, size_t align, bool zero)
         errno = ENOMEM;
         return NULL;
     }
+    /* a thread that only makes runs gets a heap too: runs are counted there */
+    if (unlikely(bm_tls_heap == &bm_heap_empty))
+        bm_heap_create();
     size_t npages = PAGES(size ? size : 1);
     unsigned align_order = 0;
     if (align > BM_PAGE_SIZE)

@@ -86,48 +86,17 @@ static inline __attribute__((always_inline)) bool slab_block_ok(const struct bm_
     return idx * c->size == off && idx < __atomic_load_n(&s->slab.reserved, __ATOMIC_RELAXED);
 }
 
-/* The own-thread end of free for a block of slab s (below). */
-static inline __attribute__((always_inline)) void bm_free_to_slab(struct bm_page *s, void *p,
-                                                                  const char *fn);
-
-static inline __attribute__((always_inline)) void bm_free_inline(void *p, const char *fn)
+/* The slab p lies in, or NULL for everything free handles out of line:
+ * NULL, huge and foreign pointers (outside every region), runs of pages and
+ * bad pointers. */
+static inline __attribute__((always_inline)) struct bm_page *bm_slab_of(const void *p)
 {
     uintptr_t a = (uintptr_t)p;
-    if (unlikely(!bm_addr_in_region(a))) {          /* NULL, huge, foreign */
-        bm_free_other(p, fn);
-        return;
-    }
+    if (unlikely(!bm_addr_in_region(a)))
+        return NULL;
     struct bm_page *s = addr_to_page(a);
     s -= s->head_off;               /* a multi-page slab's head, branch-free */
-    if (unlikely(!(page_flags(s) & PG_slab))) {     /* a run of pages, or bad */
-        bm_free_other(p, fn);
-        return;
-    }
-    bm_free_to_slab(s, p, fn);
-}
-
-BM_COLD __attribute__((noreturn)) void bm_sized_mismatch(void *p, size_t size, const char *fn);
-
-/*
- * C++ sized delete: the size given must map to the block's class, which
- * costs a table lookup on the same path as free. Anything else (runs,
- * huge, NULL, bad pointers) is checked out of line.
- */
-static inline __attribute__((always_inline)) void bm_free_sized_inline(void *p, size_t size,
-                                                                       const char *fn)
-{
-    uintptr_t a = (uintptr_t)p;
-    if (likely(bm_addr_in_region(a) && size <= BM_SLAB_MAX)) {
-        struct bm_page *s = addr_to_page(a);
-        s -= s->head_off;
-        if (likely(page_flags(s) & PG_slab)) {
-            if (unlikely(bm_size_to_class(size) != s->slab.cls))
-                bm_sized_mismatch(p, size, fn);
-            bm_free_to_slab(s, p, fn);
-            return;
-        }
-    }
-    bm_free_sized_fn(p, size, fn, true);
+    return likely(page_flags(s) & PG_slab) ? s : NULL;
 }
 
 static inline __attribute__((always_inline)) void bm_free_to_slab(struct bm_page *s, void *p,
@@ -152,6 +121,36 @@ static inline __attribute__((always_inline)) void bm_free_to_slab(struct bm_page
         return;
     }
     bm_free_slab_slow(s, p, h, fn);
+}
+
+static inline __attribute__((always_inline)) void bm_free_inline(void *p, const char *fn)
+{
+    struct bm_page *s = bm_slab_of(p);
+    if (unlikely(!s)) {
+        bm_free_other(p, fn);
+        return;
+    }
+    bm_free_to_slab(s, p, fn);
+}
+
+BM_COLD __attribute__((noreturn)) void bm_sized_mismatch(void *p, size_t size, const char *fn);
+
+/*
+ * C++ sized delete: the size given must map to the block's class, which
+ * costs a table lookup on the same path as free. Anything else (runs,
+ * huge, NULL, bad pointers) is checked out of line.
+ */
+static inline __attribute__((always_inline)) void bm_free_sized_inline(void *p, size_t size,
+                                                                       const char *fn)
+{
+    struct bm_page *s;
+    if (likely(size <= BM_SLAB_MAX && (s = bm_slab_of(p)))) {
+        if (unlikely(bm_size_to_class(size) != s->slab.cls))
+            bm_sized_mismatch(p, size, fn);
+        bm_free_to_slab(s, p, fn);
+        return;
+    }
+    bm_free_sized_fn(p, size, fn, true);
 }
 
 #endif

@@ -219,22 +219,16 @@ static void check_slab_meta(struct ck *c, struct bm_page *s)
 /* Count one free list of a slab into seen[], checking every block. */
 static unsigned long walk_slab_list(struct ck *c, struct bm_page *s, void *head, uint64_t *seen)
 {
-    const struct bm_class *k = &bm_classes[s->slab.cls];
-    uintptr_t base = (uintptr_t)page_to_addr(s);
-    unsigned long n = 0;
-    for (void *b = head; b; b = *(void **)b) {
-        uintptr_t a = (uintptr_t)b;
-        if (a < base || !slab_block_ok(s, a)) {
-            fail(c, "slab free list holds a pointer that is not a carved block", s, a - base, 0);
-            break;
-        }
-        unsigned long i = (a - base) / k->size;
-        if (seen[i / 64] & (1ULL << (i % 64))) {
-            fail(c, "slab block on a free list twice (double free or cycle)", s, i, 0);
-            break;
-        }
-        seen[i / 64] |= 1ULL << (i % 64);
-        n++;
+    unsigned long n = 0, where = 0;
+    switch (bm_slab_mark_list(s, head, seen, &n, &where)) {
+    case BM_LIST_FOREIGN:
+        fail(c, "slab free list holds a pointer that is not a carved block", s, where, 0);
+        break;
+    case BM_LIST_TWICE:
+        fail(c, "slab block on a free list twice (double free or cycle)", s, where, 0);
+        break;
+    case BM_LIST_OK:
+        break;
     }
     return n;
 }

@@ -96,7 +96,7 @@ __attribute__((constructor)) static void fork_register(void)
 
 /* ---- checking an inherited heap ------------------------------------------- */
 
-#define MAX_CAPACITY 1024
+#define MAX_CAPACITY 1024           /* blocks per slab the check can mark */
 
 /* s is the head descriptor of a slab of class cls (a descriptor inside a
  * region's mem_map, not allocator metadata). */
@@ -109,7 +109,8 @@ static bool is_slab(const struct bm_page *s, unsigned cls)
     if (i < REGION_FIRST_PAGE || i >= REGION_PAGES)
         return false;
     return (page_flags(s) & PG_slab) && !(page_flags(s) & PG_tail) && s->slab.cls == cls &&
-           s->slab.reserved <= bm_classes[cls].capacity;
+           s->slab.reserved <= bm_classes[cls].capacity &&
+           bm_classes[cls].capacity <= MAX_CAPACITY;
 }
 
 /* The slab a pointer lies in, if it is a block start of a slab of cls. */
@@ -134,41 +135,23 @@ static unsigned block_index(const struct bm_page *s, const void *p)
     return (unsigned)(((uintptr_t)p - (uintptr_t)page_to_addr(s)) / bm_classes[s->slab.cls].size);
 }
 
-/* Mark the blocks of one list of slab s; false on a foreign block, a
- * block already marked (a cycle or a block on two lists), or too many. */
-static bool mark_list(const struct bm_page *s, const void *head, uint64_t *bits, unsigned *n)
-{
-    unsigned cls = s->slab.cls;
-    for (const void *p = head; p; p = *(void *const *)p) {
-        if (block_slab(p, cls) != s)
-            return false;
-        unsigned i = block_index(s, p);
-        if (bits[i / 64] & (1ull << (i % 64)))
-            return false;
-        bits[i / 64] |= 1ull << (i % 64);
-        if (++*n > s->slab.reserved)
-            return false;
-    }
-    return true;
-}
-
-/* One slab of h: owned by h, lists sound; then its use count is set to
- * what its lists say (blocks in h's bin, and blocks freed by other threads
- * and not collected yet, count as used, as they do while a thread runs). */
+/* One slab of h: owned by h, lists sound (bm_slab_mark_list); then its use
+ * count is set to what its lists say (blocks in h's bin, and blocks freed
+ * by other threads and not collected yet, count as used, as they do while
+ * a thread runs). */
 static bool repair_slab(struct bm_heap *h, struct bm_page *s, unsigned cls, bool full)
 {
     uint64_t bits[MAX_CAPACITY / 64];
-    unsigned n = 0;
+    unsigned long n = 0, remote = 0, where;
     uintptr_t owner = atomic_load_explicit(&s->slab.heap, memory_order_relaxed);
     if (!is_slab(s, cls) || owner != ((uintptr_t)h | (full ? SLAB_FULL : 0)))
         return false;
     memset(bits, 0, sizeof bits);
-    if (!mark_list(s, s->slab.free, bits, &n) || !mark_list(s, s->slab.local_free, bits, &n))
-        return false;
-    /* blocks other threads freed are still counted as used until collected */
-    unsigned remote = 0;
-    if (!mark_list(s, (void *)atomic_load_explicit(&s->slab.thread_free, memory_order_relaxed),
-                   bits, &remote) || n + remote > s->slab.reserved)
+    if (bm_slab_mark_list(s, s->slab.free, bits, &n, &where) != BM_LIST_OK ||
+        bm_slab_mark_list(s, s->slab.local_free, bits, &n, &where) != BM_LIST_OK ||
+        bm_slab_mark_list(s, (void *)atomic_load_explicit(&s->slab.thread_free,
+                                                          memory_order_relaxed),
+                          bits, &remote, &where) != BM_LIST_OK)
         return false;
     /* blocks of this slab in the bin must be on none of its lists */
     unsigned in_bin = 0;

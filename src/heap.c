@@ -102,6 +102,15 @@ BM_COLD struct bm_heap *bm_heap_create(void)
     return h;
 }
 
+/* Out of the live list (heaps_lock held, or the only thread). */
+static void live_unlink(struct bm_heap *h)
+{
+    *h->pprev = h->next;
+    if (h->next)
+        h->next->pprev = h->pprev;
+    nr_live_heaps--;
+}
+
 /* The heap's slabs go back to the pages or to the abandoned lists, its
  * counters to the retired totals, the heap to the pool. */
 static void heap_retire(struct bm_heap *h)
@@ -116,10 +125,7 @@ static void heap_retire(struct bm_heap *h)
     atomic_fetch_add(&bm_retired_large_pages, h->large_pages);
     bm_slab_reclaim_abandoned();
     bm_mutex_lock(&heaps_lock);
-    *h->pprev = h->next;
-    if (h->next)
-        h->next->pprev = h->pprev;
-    nr_live_heaps--;
+    live_unlink(h);
     h->dead = 1;
     h->next = heap_pool;
     heap_pool = h;
@@ -138,7 +144,6 @@ static void heap_teardown(void *arg)
 }
 
 _Atomic unsigned long bm_fork_heaps_retired, bm_fork_heaps_lost;
-
 
 void bm_heaps_fork_lock(enum bm_fork_step step) { bm_fork_mutex(&heaps_lock, step); }
 
@@ -161,53 +166,41 @@ void bm_heaps_after_fork(void)
             heap_retire(h);
             atomic_fetch_add(&bm_fork_heaps_retired, 1);
         } else {
-            *h->pprev = h->next;        /* out of the live list, not pooled */
-            if (h->next)
-                h->next->pprev = h->pprev;
-            nr_live_heaps--;
+            live_unlink(h);             /* not pooled: its slabs still name it */
             atomic_fetch_add(&bm_fork_heaps_lost, 1);
         }
     }
 }
 
 /*
- * Object counts per class for the statistics: what every heap allocated
- * minus what every heap freed (a block may be freed by another thread than
- * the one that allocated it). Live heaps' counters are read while their
- * owners write them: a statistic, racy by design like the kernel's per-CPU
- * counters; heaps are never unmapped, so the reads are safe.
+ * Counts for the statistics: what every heap allocated minus what every
+ * heap freed (a block may be freed by another thread than the one that
+ * allocated it), the retired totals plus every live heap's. Live heaps'
+ * counters are read while their owners write them: a statistic, racy by
+ * design like the kernel's per-CPU counters; heaps are never unmapped, so
+ * the reads are safe.
  */
 __attribute__((no_sanitize("thread")))
-void bm_heap_counts(uint64_t *nalloc, uint64_t *nfree, unsigned long *heaps)
+void bm_heap_totals(struct bm_heap_totals *t)
 {
     for (unsigned c = 0; c < BM_NR_CLASSES; c++) {
-        nalloc[c] = atomic_load(&bm_retired_nalloc[c]);
-        nfree[c] = atomic_load(&bm_retired_nfree[c]);
+        t->nalloc[c] = atomic_load(&bm_retired_nalloc[c]);
+        t->nfree[c] = atomic_load(&bm_retired_nfree[c]);
     }
-    bm_mutex_lock(&heaps_lock);
-    for (struct bm_heap *h = live_heaps; h; h = h->next)
-        for (unsigned c = 0; c < BM_NR_CLASSES; c++) {
-            nalloc[c] += __atomic_load_n(&h->nalloc[c], __ATOMIC_RELAXED);
-            nfree[c] += __atomic_load_n(&h->nfree[c], __ATOMIC_RELAXED);
-        }
-    *heaps = nr_live_heaps;
-    bm_mutex_unlock(&heaps_lock);
-}
-
-/* Runs of pages: the retired totals plus every live heap's (racy reads, as
- * above). */
-__attribute__((no_sanitize("thread")))
-void bm_heap_large_counts(uint64_t *nalloc, uint64_t *nfree, int64_t *pages)
-{
-    *nalloc = atomic_load(&bm_retired_large_nalloc);
-    *nfree = atomic_load(&bm_retired_large_nfree);
-    *pages = atomic_load(&bm_retired_large_pages);
+    t->large_nalloc = atomic_load(&bm_retired_large_nalloc);
+    t->large_nfree = atomic_load(&bm_retired_large_nfree);
+    t->large_pages = atomic_load(&bm_retired_large_pages);
     bm_mutex_lock(&heaps_lock);
     for (struct bm_heap *h = live_heaps; h; h = h->next) {
-        *nalloc += __atomic_load_n(&h->large_nalloc, __ATOMIC_RELAXED);
-        *nfree += __atomic_load_n(&h->large_nfree, __ATOMIC_RELAXED);
-        *pages += __atomic_load_n(&h->large_pages, __ATOMIC_RELAXED);
+        for (unsigned c = 0; c < BM_NR_CLASSES; c++) {
+            t->nalloc[c] += __atomic_load_n(&h->nalloc[c], __ATOMIC_RELAXED);
+            t->nfree[c] += __atomic_load_n(&h->nfree[c], __ATOMIC_RELAXED);
+        }
+        t->large_nalloc += __atomic_load_n(&h->large_nalloc, __ATOMIC_RELAXED);
+        t->large_nfree += __atomic_load_n(&h->large_nfree, __ATOMIC_RELAXED);
+        t->large_pages += __atomic_load_n(&h->large_pages, __ATOMIC_RELAXED);
     }
+    t->heaps = nr_live_heaps;
     bm_mutex_unlock(&heaps_lock);
 }
 

@@ -73,11 +73,4 @@ BM_COLD void bm_init_slow(void)
 }
 
 /* fork (fork.c): no bootstrap may be half done in the child. */
-void bm_init_fork_lock(enum bm_fork_step step)
-{
-    switch (step) {
-    case BM_FORK_PREPARE: bm_spin_lock(&init_lock); break;
-    case BM_FORK_PARENT: bm_spin_unlock(&init_lock); break;
-    case BM_FORK_CHILD: atomic_store_explicit(&init_lock.v, 0, memory_order_relaxed); break;
-    }
-}
+void bm_init_fork_lock(enum bm_fork_step step) { bm_fork_spin(&init_lock, step); }

@@ -83,9 +83,7 @@ _Atomic int64_t bm_retired_large_pages;
 void bm_large_count(int allocs, int64_t pages)
 {
     struct bm_heap *h = bm_tls_heap;
-    if (unlikely(h == &bm_heap_empty) && allocs > 0)
-        h = bm_heap_create();       /* a thread that only makes runs gets a heap too */
-    if (likely(h && h != &bm_heap_empty)) {
+    if (likely(h != &bm_heap_empty)) {
         h->large_nalloc += allocs > 0;
         h->large_nfree += allocs < 0;
         h->large_pages += pages;

@@ -11,9 +11,9 @@ bool bm_large_resize(struct bm_page *p, size_t npages);
 /*
  * Runs handed out and given back, and their pages, counted in the calling
  * thread's heap like the slab counters (shared atomics cost 2.8x jemalloc's
- * time for 64 KiB blocks with two threads); a thread's first run gives it
- * a heap if it has none, and only frees by a thread that never allocated
- * count in the (atomic) retired totals. Summed by bm_heap_large_counts.
+ * time for 64 KiB blocks with two threads); bm_malloc_large gives a thread
+ * without a heap one, so only frees by a thread that never allocated count
+ * in the (atomic) retired totals. Summed by bm_heap_totals.
  */
 extern _Atomic uint64_t bm_retired_large_nalloc, bm_retired_large_nfree;
 extern _Atomic int64_t bm_retired_large_pages;

@@ -66,10 +66,10 @@ static BM_COLD void *new_failed(size_t size, size_t align, int nothrow)
     bm_fatal_bad_pointer("operator new", NULL, msg);
 }
 
-static inline __attribute__((always_inline)) void *new_plain(size_t size)
+static inline __attribute__((always_inline)) void *new_plain(size_t size, int nothrow)
 {
     void *p = bm_malloc_inline(size);
-    return likely(p) ? p : new_failed(size, 0, 0);
+    return likely(p) ? p : new_failed(size, 0, nothrow);
 }
 
 static inline void *new_aligned(size_t size, size_t align, int nothrow)
@@ -81,16 +81,19 @@ static inline void *new_aligned(size_t size, size_t align, int nothrow)
 #define NEW_API BM_API __attribute__((malloc, alloc_size(1)))
 
 /* operator new(size_t), new[](size_t) */
-NEW_API void *_Znwm(size_t n) { return new_plain(n); }
-NEW_API void *_Znam(size_t n) { return new_plain(n); }
+NEW_API void *_Znwm(size_t n) { return new_plain(n, 0); }
+NEW_API void *_Znam(size_t n) { return new_plain(n, 0); }
 /* operator new(size_t, const std::nothrow_t &), new[] */
 NEW_API void *_ZnwmRKSt9nothrow_t(size_t n, const void *nt)
 {
     (void)nt;
-    void *p = bm_malloc_inline(n);
-    return likely(p) ? p : new_failed(n, 0, 1);
+    return new_plain(n, 1);
 }
-NEW_API void *_ZnamRKSt9nothrow_t(size_t n, const void *nt) { return _ZnwmRKSt9nothrow_t(n, nt); }
+NEW_API void *_ZnamRKSt9nothrow_t(size_t n, const void *nt)
+{
+    (void)nt;
+    return new_plain(n, 1);
+}
 /* operator new(size_t, std::align_val_t), new[], and their nothrow forms */
 NEW_API void *_ZnwmSt11align_val_t(size_t n, size_t al) { return new_aligned(n, al, 0); }
 NEW_API void *_ZnamSt11align_val_t(size_t n, size_t al) { return new_aligned(n, al, 0); }

@@ -515,6 +515,36 @@ unsigned long bm_slab_reclaim_abandoned(void)
     return freed;
 }
 
+/*
+ * Walk one free list of slab s without trusting it: each pointer must be a
+ * carved block of s (checked before it is followed) and not yet marked in
+ * seen[] (a bit per block index), so a cycle or a block on two lists stops
+ * the walk. Blocks are counted into *n; on failure *where is the offset of
+ * the foreign pointer or the index of the block seen twice. For the heap
+ * checker and for a fork child's check of inherited heaps.
+ */
+enum bm_list_verdict bm_slab_mark_list(const struct bm_page *s, const void *head, uint64_t *seen,
+                                       unsigned long *n, unsigned long *where)
+{
+    const struct bm_class *k = &bm_classes[s->slab.cls];
+    uintptr_t base = (uintptr_t)page_to_addr(s);
+    for (const void *b = head; b; b = *(void *const *)b) {
+        uintptr_t a = (uintptr_t)b;
+        if (a < base || !slab_block_ok(s, a)) {
+            *where = a - base;
+            return BM_LIST_FOREIGN;
+        }
+        unsigned long i = (a - base) / k->size;
+        if (seen[i / 64] & (1ULL << (i % 64))) {
+            *where = i;
+            return BM_LIST_TWICE;
+        }
+        seen[i / 64] |= 1ULL << (i % 64);
+        ++*n;
+    }
+    return BM_LIST_OK;
+}
+
 /* fork: the abandoned lists' locks, taken in class order (fork.c). */
 void bm_slab_fork_locks(enum bm_fork_step step)
 {

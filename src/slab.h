@@ -13,9 +13,14 @@ extern struct bm_heap bm_heap_empty;
 /* heap.c */
 void bm_heaps_init(void);
 struct bm_heap *bm_heap_create(void);
-void bm_heap_counts(uint64_t *nalloc, uint64_t *nfree, unsigned long *heaps);
+struct bm_heap_totals {
+    uint64_t nalloc[BM_NR_CLASSES], nfree[BM_NR_CLASSES];  /* slab blocks per class */
+    uint64_t large_nalloc, large_nfree;                     /* runs of pages */
+    int64_t large_pages;
+    unsigned long heaps;                                    /* live now */
+};
+void bm_heap_totals(struct bm_heap_totals *t);
 void bm_heap_trim_current(void);
-void bm_heap_large_counts(uint64_t *nalloc, uint64_t *nfree, int64_t *pages);
 
 /* slab.c */
 struct bm_slab_class_stats {
@@ -29,6 +34,9 @@ void bm_slab_release_class(struct bm_heap *h, unsigned cls);   /* thread exit */
 void bm_slab_trim_class(struct bm_heap *h, unsigned cls);      /* bm_trim */
 unsigned long bm_slab_reclaim_abandoned(void);
 void bm_slab_fork_locks(enum bm_fork_step step);
+enum bm_list_verdict { BM_LIST_OK, BM_LIST_FOREIGN, BM_LIST_TWICE };
+enum bm_list_verdict bm_slab_mark_list(const struct bm_page *s, const void *head, uint64_t *seen,
+                                       unsigned long *n, unsigned long *where);
 /* fork: the heaps lock; in the child, retire the heaps of threads that
  * do not exist there (heap.c) */
 void bm_heaps_fork_lock(enum bm_fork_step step);

@@ -329,31 +329,31 @@ static void class_stats(unsigned c, const uint64_t *nalloc, const uint64_t *nfre
 
 BM_API int bm_class_stats(int cls, struct bm_class_stats *out)
 {
-    uint64_t nalloc[BM_NR_CLASSES], nfree[BM_NR_CLASSES];
-    unsigned long heaps;
+    struct bm_heap_totals t;
     bm_ensure_init();
     if (cls < 0 || cls >= BM_NR_CLASSES)
         return -1;
-    bm_heap_counts(nalloc, nfree, &heaps);
-    class_stats((unsigned)cls, nalloc, nfree, out);
+    bm_heap_totals(&t);
+    class_stats((unsigned)cls, t.nalloc, t.nfree, out);
     return 0;
 }
 
 BM_API int bm_malloc_stats(struct bm_malloc_stats *out)
 {
-    uint64_t nalloc[BM_NR_CLASSES], nfree[BM_NR_CLASSES];
+    struct bm_heap_totals t;
     bm_ensure_init();
     memset(out, 0, sizeof *out);
-    bm_heap_counts(nalloc, nfree, &out->heaps);
+    bm_heap_totals(&t);
+    out->heaps = t.heaps;
     for (unsigned c = 0; c < BM_NR_CLASSES; c++) {
-        out->small_allocs += nalloc[c];
-        out->small_frees += nfree[c];
-        if (nalloc[c] > nfree[c])
-            out->small_active_bytes += (nalloc[c] - nfree[c]) * bm_classes[c].size;
+        out->small_allocs += t.nalloc[c];
+        out->small_frees += t.nfree[c];
+        if (t.nalloc[c] > t.nfree[c])
+            out->small_active_bytes += (t.nalloc[c] - t.nfree[c]) * bm_classes[c].size;
     }
-    int64_t pages;
-    bm_heap_large_counts(&out->large_allocs, &out->large_frees, &pages);
-    out->large_bytes = pages > 0 ? (uint64_t)pages << BM_PAGE_SHIFT : 0;
+    out->large_allocs = t.large_nalloc;
+    out->large_frees = t.large_nfree;
+    out->large_bytes = t.large_pages > 0 ? (uint64_t)t.large_pages << BM_PAGE_SHIFT : 0;
     bm_huge_stats(&out->huge_allocs, &out->huge_frees, &out->huge_live, &out->huge_bytes);
     out->fork_heaps_retired = atomic_load(&bm_fork_heaps_retired);
     out->fork_heaps_lost = atomic_load(&bm_fork_heaps_lost);
@@ -393,12 +393,11 @@ static void summary(struct bm_buf *b)
  * the geometry and waste of each class. */
 static void slabinfo(struct bm_buf *b)
 {
-    uint64_t nalloc[BM_NR_CLASSES], nfree[BM_NR_CLASSES];
-    unsigned long heaps;
+    struct bm_heap_totals t;
     struct bm_class_stats cs[BM_NR_CLASSES];
-    bm_heap_counts(nalloc, nfree, &heaps);
+    bm_heap_totals(&t);
     for (unsigned c = 0; c < BM_NR_CLASSES; c++)
-        class_stats(c, nalloc, nfree, &cs[c]);
+        class_stats(c, t.nalloc, t.nfree, &cs[c]);
 
     bm_puts(b, "slabinfo - version: 2.1\n"
                "# name            <active_objs> <num_objs> <objsize> <objperslab> "
@@ -437,7 +436,7 @@ static void slabinfo(struct bm_buf *b)
         bm_putc(b, '\n');
     }
     bm_puts(b, "threads with a heap: ");
-    bm_putu(b, heaps, 0);
+    bm_putu(b, t.heaps, 0);
     bm_putc(b, '\n');
 }
 

@@ -161,17 +161,21 @@ static void put_str(const char *s)
         out[out_len++] = *s++;
 }
 
-static void put_u64(uint64_t v)
+/* v in decimal at dst; returns the number of digits */
+static size_t fmt_u64(char *dst, uint64_t v)
 {
     char tmp[20];
-    int i = 0;
+    size_t i = 0, n = 0;
     do {
         tmp[i++] = (char)('0' + v % 10);
         v /= 10;
     } while (v);
     while (i)
-        out[out_len++] = tmp[--i];
+        dst[n++] = tmp[--i];
+    return n;
 }
+
+static void put_u64(uint64_t v) { out_len += fmt_u64(out + out_len, v); }
 
 /* a zero-padded number of `width` digits (for the date) */
 static void put_u64w(uint64_t v, int width)
@@ -903,15 +907,7 @@ static void trace_start(void)
     int per_pid = 0;
     for (const char *s = name; *s && len < sizeof path - 24; s++) {
         if (s[0] == '%' && s[1] == 'p') {
-            char tmp[20];
-            int i = 0;
-            uint64_t pid = (uint64_t)getpid();
-            do {
-                tmp[i++] = (char)('0' + pid % 10);
-                pid /= 10;
-            } while (pid);
-            while (i)
-                path[len++] = tmp[--i];
+            len += fmt_u64(path + len, (uint64_t)getpid());
             s++;
             per_pid = 1;
         } else {
