@@ -3,10 +3,12 @@
  * entry points (alloc.c) and the standard names (override.c).
  *
  * malloc of a small size: class from a byte table, the thread's current
- * slab of that class, pop its free list. free of a small block by its
- * owner: the descriptor by address arithmetic, push on the slab's local
- * free list. No lock, no atomic read-modify-write, no call. Everything else
- * (empty list, other thread's block, pages, bad pointers) is out of line.
+ * slab of that class, pop its free list (a block in the class's bin comes
+ * first). free of a small block by its owner: the descriptor by address
+ * arithmetic, push on the class's bin, or on the slab's local free list
+ * when the bin is full. No lock, no atomic read-modify-write. Everything
+ * else (empty list, other thread's block, pages, bad pointers) is out of
+ * line.
  */
 #ifndef BM_ALLOC_H
 #define BM_ALLOC_H
@@ -18,8 +20,9 @@ extern __thread struct bm_heap *bm_tls_heap __attribute__((tls_model("initial-ex
 
 /* slab.c: slow paths */
 void *bm_malloc_slow(struct bm_heap *h, unsigned cls);
-void bm_bin_flush(struct bm_heap *h, unsigned cls, unsigned keep);
-#define BIN_MAX 8               /* blocks a class's bin holds before a flush */
+void bm_bin_flush(struct bm_heap *h, unsigned cls);
+#define BIN_MAX 8               /* blocks a class's bin holds at most */
+void bm_free_local(struct bm_heap *h, struct bm_page *slab, void *p, const char *fn);
 void bm_free_slab_slow(struct bm_page *slab, void *p, struct bm_heap *h, const char *fn);
 /* alloc.c: everything that is not a small block; the API with the name of
  * the entry point where it may report a bad pointer */
@@ -104,20 +107,26 @@ static inline __attribute__((always_inline)) void bm_free_to_slab(struct bm_page
 {
     struct bm_heap *h = bm_tls_heap;
     /* Not checked here (18 instructions): that p is a block start; every
-     * slow path checks it (docs/malloc.md). Checked: the slab is this
+     * other path checks it (docs/malloc.md). Checked: the slab is this
      * thread's (on the full queue or not), and p is not the block freed
-     * last (an immediate double free). The block goes to the class's bin;
-     * the slab still counts it as used until the bin is flushed. */
+     * last (an immediate double free). The block goes to the class's bin
+     * while it has room; the slab still counts it as used until the bin
+     * gives it back. A full bin gives all its blocks back to their slabs
+     * and starts again with this one (bm_free_local), so the bin holds the
+     * latest frees, which are mostly in the current slab: older slabs are
+     * not kept alive by a few blocks waiting in the bin. */
     unsigned cls = s->slab.cls;
     void *top;
     if (likely((atomic_load_explicit(&s->slab.heap, memory_order_relaxed) & ~SLAB_FULL) ==
-                   (uintptr_t)h &&
-               p != (top = h->bin[cls]))) {
-        *(void **)p = top;
-        h->bin[cls] = p;
-        h->nfree[cls]++;
-        if (unlikely(++h->bin_n[cls] > BIN_MAX))
-            bm_bin_flush(h, cls, BIN_MAX / 2);
+               (uintptr_t)h)) {
+        if (likely(p != (top = h->bin[cls]) && h->bin_n[cls] < BIN_MAX)) {
+            *(void **)p = top;
+            h->bin[cls] = p;
+            h->bin_n[cls]++;
+            h->nfree[cls]++;
+            return;
+        }
+        bm_free_local(h, s, p, fn);
         return;
     }
     bm_free_slab_slow(s, p, h, fn);

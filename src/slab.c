@@ -342,19 +342,13 @@ static struct bm_page *slab_of_block(void *p)
     return s - s->head_off;
 }
 
-/*
- * The bin of class cls grew past BIN_MAX: keep the `keep` most recently
- * freed blocks and give the older ones back to their slabs (slow path, once
- * per BIN_MAX - keep frees). keep = 0 empties the bin (thread exit, trim).
- */
-BM_COLD void bm_bin_flush(struct bm_heap *h, unsigned cls, unsigned keep)
+/* Empty the bin of class cls: every block back to its slab (thread exit,
+ * trim, and the checks that need the slabs' own counts). */
+void bm_bin_flush(struct bm_heap *h, unsigned cls)
 {
-    void **link = &h->bin[cls];
-    for (unsigned i = 0; i < keep && *link; i++)
-        link = *link;
-    void *rest = *link;
-    *link = NULL;
-    h->bin_n[cls] = keep < h->bin_n[cls] ? keep : h->bin_n[cls];
+    void *rest = h->bin[cls];
+    h->bin[cls] = NULL;
+    h->bin_n[cls] = 0;
     while (rest) {
         void *next = *(void **)rest;
         struct bm_page *s = slab_of_block(rest);
@@ -364,6 +358,26 @@ BM_COLD void bm_bin_flush(struct bm_heap *h, unsigned cls, unsigned keep)
         slab_free_local(h, s, rest, "free");
         rest = next;
     }
+}
+
+/*
+ * free of a block of this thread's slab s when the bin is full (batch
+ * frees: hot, so not marked cold) or p is on top of it (a double free):
+ * the bin goes back to the slabs whole, no walk to find what to keep, and
+ * p starts it again. Also the owner's case of bm_free_slab_slow.
+ */
+void bm_free_local(struct bm_heap *h, struct bm_page *s, void *p, const char *fn)
+{
+    unsigned cls = s->slab.cls;
+    if (p == h->bin[cls])
+        bm_fatal_bad_pointer(fn, p, "double free");
+    if (!slab_block_ok(s, (uintptr_t)p))
+        bm_fatal_bad_pointer(fn, p, "invalid pointer (inside a slab but not at a block start)");
+    bm_bin_flush(h, cls);
+    *(void **)p = NULL;
+    h->bin[cls] = p;
+    h->bin_n[cls] = 1;
+    h->nfree[cls]++;
 }
 
 /*
@@ -378,10 +392,7 @@ BM_COLD void bm_free_slab_slow(struct bm_page *s, void *p, struct bm_heap *h, co
     uintptr_t owner = atomic_load_explicit(&s->slab.heap, memory_order_relaxed);
 
     if (h != &bm_heap_empty && (owner & ~SLAB_FULL) == (uintptr_t)h) {
-        if (p == h->bin[cls])
-            bm_fatal_bad_pointer(fn, p, "double free");
-        slab_free_local(h, s, p, fn);
-        h->nfree[cls]++;
+        bm_free_local(h, s, p, fn);
         return;
     }
 
@@ -430,7 +441,7 @@ static void drain_queue(struct bm_list *l)
 void bm_slab_release_class(struct bm_heap *h, unsigned cls)
 {
     struct bm_heap_class *q = &h->q[cls];
-    bm_bin_flush(h, cls, 0);
+    bm_bin_flush(h, cls);
     if (h->cur[cls] != &bm_slab_empty)
         settle(h->cur[cls], cls, false);
     h->cur[cls] = &bm_slab_empty;
@@ -444,7 +455,7 @@ void bm_slab_release_class(struct bm_heap *h, unsigned cls)
 void bm_slab_trim_class(struct bm_heap *h, unsigned cls)
 {
     struct bm_heap_class *q = &h->q[cls];
-    bm_bin_flush(h, cls, 0);
+    bm_bin_flush(h, cls);
     struct bm_page *cur = h->cur[cls];
     if (cur != &bm_slab_empty) {
         slab_collect(cur);
