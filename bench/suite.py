@@ -180,6 +180,12 @@ def micro_workloads(exe, quick, tmpdir):
             continue                    # one workload per recorded trace, below
         argv = [exe, n] + (["--quick"] if quick else [])
         result.append(Workload(n, "micro", program_runner(argv), "alloc-workloads " + n))
+        if n == "larson":
+            # the same total work over 32 lanes: 16 times as many threads
+            # alive at once on 2 cores, nearly every free remote
+            argv = [exe, n, "--threads", "32"] + (["--quick"] if quick else [])
+            result.append(Workload("larson-32", "micro", program_runner(argv),
+                                   "alloc-workloads larson --threads 32"))
     for trace in sorted(os.listdir(os.path.join(ROOT, "bench", "trace"))):
         if not trace.endswith(".trace.xz"):
             continue
@@ -571,8 +577,37 @@ def main():
         out, ", time-ratio.png, peak-rss.png, steady-rss.png" if shutil.which("gnuplot") else ""))
     log("buddymalloc / jemalloc, geometric mean: time %s, peak RSS %s; %d runs failed" % (
         fmt(geomean(t), 2), fmt(geomean(r), 2), len(failed)))
-    print("%d passed, %d failed" % (sum(len(v) for v in runs.values()), len(failed)))
-    return 1 if failed else 0
+    # The smoke test (--quick in CI) counts the outputs as well as the runs:
+    # a table for every workload, a result from every allocator, the plots.
+    missing = check_outputs(out, workloads, allocs, runs)
+    for m in missing:
+        log("missing output: " + m)
+    print("%d passed, %d failed" % (sum(len(v) for v in runs.values()),
+                                    len(failed) + len(missing)))
+    return 1 if failed or missing else 0
+
+
+def check_outputs(out, workloads, allocs, runs):
+    missing = []
+    with open(os.path.join(out, "RESULTS.md")) as f:
+        text = f.read()
+    for w in workloads:
+        if "\n### %s\n" % w.name not in text:
+            missing.append("RESULTS.md has no table for " + w.name)
+        for a in allocs:
+            if not runs.get((w.name, a.key)):
+                missing.append("no run of %s under %s" % (w.name, a.key))
+    if not any(a.key == "jemalloc" for a in allocs):
+        missing.append("no jemalloc column (scripts/deps.sh installs libjemalloc2)")
+    if shutil.which("gnuplot"):
+        pngs = ["time-ratio.png", "peak-rss.png"]
+        if any(w.name == "steady" for w in workloads):
+            pngs.append("steady-rss.png")
+        for png in pngs:
+            path = os.path.join(out, png)
+            if not os.path.exists(path) or os.path.getsize(path) < 1000:
+                missing.append(png)
+    return missing
 
 
 if __name__ == "__main__":
