@@ -21,7 +21,10 @@ the machine), and with gnuplot the plots time-ratio.png, peak-rss.png and
 steady-rss.png.
 
 Usage: suite.py [--quick] [--rounds N] [--only W,W] [--allocators a,b]
-                [--out DIR] [--record] [--build DIR]
+                [--out DIR] [--record] [--build DIR] [--rewrite]
+
+--rewrite runs nothing: it rebuilds RESULTS.md and the plots of OUT from the
+results.json an earlier run left there (after a change to the report).
 """
 import argparse
 import json
@@ -366,6 +369,18 @@ def time_of(runs, w, a):
     return s if s is not None else med(runs, w, a, "wall")
 
 
+def spread(runs, w, a):
+    """(slowest - fastest) / median of the rounds' times, or None."""
+    xs = []
+    for m in runs.get((w, a), []):
+        x = 1.0 / m["rps"] if m.get("rps") else m.get("seconds", m.get("wall"))
+        if x:
+            xs.append(x)
+    if len(xs) < 2:
+        return None
+    return (max(xs) - min(xs)) / statistics.median(xs)
+
+
 def geomean(xs):
     xs = [x for x in xs if x and x > 0]
     return math.exp(sum(math.log(x) for x in xs) / len(xs)) if xs else None
@@ -375,7 +390,7 @@ def fmt(x, digits=3):
     return "—" if x is None else ("%.*f" % (digits, x))
 
 
-def machine_facts(allocs):
+def machine_facts(allocs, when=None):
     facts = []
     try:
         lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
@@ -393,11 +408,11 @@ def machine_facts(allocs):
         pass
     for a in allocs:
         facts.append((a.name, a.version))
-    facts.append(("date", time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())))
+    facts.append(("date", time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(when))))
     return facts
 
 
-def write_results(out, workloads, allocs, runs, failed, rounds, quick):
+def write_results(out, workloads, allocs, runs, failed, rounds, quick, facts):
     keys = [a.key for a in allocs]
     names = {a.key: a.name for a in allocs}
     base = "jemalloc"
@@ -407,12 +422,16 @@ def write_results(out, workloads, allocs, runs, failed, rounds, quick):
                  "for buddymalloc." % (" --quick" if quick else " --record", rounds))
     lines.append("")
     lines += ["| machine | |", "|---|---|"]
-    lines += ["| %s | %s |" % f for f in machine_facts(allocs)]
+    lines += ["| %s | %s |" % tuple(f) for f in facts]
     lines.append("")
     # summary
     lines += ["## Summary: buddymalloc / jemalloc", "",
-              "| workload | time | user+sys | peak RSS |", "|---|--:|--:|--:|"]
+              "time: the workload's own measured phase (1 / requests per second for "
+              "redis); spread: (slowest - fastest) / median of the rounds, the larger "
+              "of buddymalloc's and jemalloc's, to read the ratio against.", "",
+              "| workload | time | user+sys | peak RSS | spread |", "|---|--:|--:|--:|--:|"]
     t_ratios, r_ratios = [], []
+    slower, over, bigger = [], [], []
     for w in workloads:
         bt, jt = time_of(runs, w.name, "buddymalloc"), time_of(runs, w.name, base)
         bc, jc = med(runs, w.name, "buddymalloc", "cpu"), med(runs, w.name, base, "cpu")
@@ -425,12 +444,37 @@ def write_results(out, workloads, allocs, runs, failed, rounds, quick):
         if rr:
             r_ratios.append(rr)
         flag = " **over 1.25**" if tr and tr > 1.25 else ""
-        lines.append("| %s | %s%s | %s | %s |" % (w.name, fmt(tr, 2), flag, fmt(cr, 2), fmt(rr, 2)))
-    lines.append("| **geometric mean** | **%s** | | **%s** |" % (fmt(geomean(t_ratios), 2),
-                                                               fmt(geomean(r_ratios), 2)))
+        sp = max([x for x in (spread(runs, w.name, "buddymalloc"), spread(runs, w.name, base))
+                  if x is not None], default=None)
+        lines.append("| %s | %s%s | %s | %s | %s |" % (
+            w.name, fmt(tr, 2), flag, fmt(cr, 2), fmt(rr, 2),
+            "%.0f %%" % (100 * sp) if sp is not None else "—"))
+        if tr and tr > 1.25:
+            over.append("%s %.2f" % (w.name, tr))
+        elif tr and tr > 1.0:
+            slower.append("%s %.2f" % (w.name, tr))
+        if rr and rr > 1.1:
+            bigger.append("%s %.2f" % (w.name, rr))
+    gt, gr = geomean(t_ratios), geomean(r_ratios)
+    lines.append("| **geometric mean** | **%s** | | **%s** | |" % (fmt(gt, 2), fmt(gr, 2)))
     lines.append("")
     lines.append("Targets: time ratio ≤ 1.0 on the geometric mean and ≤ 1.25 on every "
                  "workload; peak RSS ratio ≤ 1.1 on the geometric mean.")
+    lines.append("")
+    met = lambda ok: "met" if ok else "**missed**"
+    lines.append("- time, geometric mean %s ≤ 1.0: %s" % (fmt(gt, 2), met(gt is not None and gt <= 1.0)))
+    lines.append("- time ≤ 1.25 on every workload: %s%s" % (
+        met(not over), " (over: %s)" % ", ".join(over) if over else ""))
+    lines.append("- peak RSS, geometric mean %s ≤ 1.1: %s" % (fmt(gr, 2), met(gr is not None and gr <= 1.1)))
+    lines.append("")
+    lines.append("Where buddymalloc falls short of jemalloc in this run:")
+    lines.append("")
+    lines.append("- slower (time ratio over 1.0): %s" % (", ".join(over + slower) or "none"))
+    lines.append("- more memory (peak RSS ratio over 1.1): %s" % (", ".join(bigger) or "none"))
+    lines.append("")
+    lines.append("Why, found by profiling (callgrind, the allocator's counters), and what "
+                 "would fix it: docs/bench.md, section *Where buddymalloc loses, and why*. "
+                 "Ratios within the spread column are noise.")
     lines.append("")
     # per workload
     lines += ["## Every workload", ""]
@@ -533,6 +577,31 @@ plot {series}
         log("gnuplot failed: " + p.stderr[-500:])
 
 
+def load_results(out, exe):
+    """What an earlier run left in OUT/results.json, for --rewrite."""
+    path = os.path.join(out, "results.json")
+    with open(path) as f:
+        d = json.load(f)
+    allocs = []
+    for key, preload, version in d["allocators"]:
+        a = Allocator(key, key, preload, None)
+        a.version = version
+        allocs.append(a)
+    runs = {tuple(k.split("|", 1)): v for k, v in d["runs"].items()}
+    failed = {tuple(k.split("|", 1)): v for k, v in d["failed"].items()}
+    names = d.get("workloads") or sorted({w for w, _ in list(runs) + list(failed)})
+    with tempfile.TemporaryDirectory() as tmp:
+        known = {w.name: w for w in micro_workloads(exe, d["quick"], tmp) +
+                 real_workloads(d["quick"], tmp)}
+    # in the order the suite runs them
+    order = list(known)
+    workloads = [known[n] for n in sorted(names, key=lambda n: order.index(n)
+                                          if n in order else len(order)) if n in known]
+    facts = d.get("facts") or machine_facts(allocs, os.path.getmtime(path))
+    log("rewriting the report of %s (%d runs)" % (path, sum(len(v) for v in runs.values())))
+    return workloads, allocs, runs, failed, d["rounds"], d["quick"], facts
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="small sizes, 2 rounds: a smoke test")
@@ -543,6 +612,8 @@ def main():
     ap.add_argument("--out", help="output directory")
     ap.add_argument("--record", action="store_true", help="write into docs/bench")
     ap.add_argument("--build", default=os.path.join(ROOT, "build"), help="meson build dir")
+    ap.add_argument("--rewrite", action="store_true",
+                    help="run nothing: rebuild RESULTS.md and the plots from OUT/results.json")
     args = ap.parse_args()
     rounds = args.rounds or (2 if args.quick else 5)
     out = args.out or os.path.join(ROOT, "docs", "bench") if args.record else \
@@ -554,24 +625,31 @@ def main():
     for prog in (exe, RUSAGE_RUN):
         if not os.path.exists(prog):
             raise SystemExit("suite: %s not built (scripts/build.sh)" % prog)
-    wanted = set(args.allocators.split(",")) if args.allocators else None
-    allocs = allocators(args.build, wanted)
-    if not allocs:
-        raise SystemExit("suite: no allocator to run")
-    with tempfile.TemporaryDirectory() as tmp:
-        workloads = micro_workloads(exe, args.quick, tmp) + real_workloads(args.quick, tmp)
-        if args.only:
-            only = set(args.only.split(","))
-            workloads = [w for w in workloads if w.name in only]
-        log("%d workloads x %d allocators x %d rounds: %s" % (
-            len(workloads), len(allocs), rounds, ", ".join(w.name for w in workloads)))
-        runs, failed = measure(workloads, allocs, rounds)
-    with open(os.path.join(out, "results.json"), "w") as f:
-        json.dump({"rounds": rounds, "quick": args.quick,
-                   "allocators": [(a.key, a.preload, a.version) for a in allocs],
-                   "runs": {"%s|%s" % k: v for k, v in runs.items()},
-                   "failed": {"%s|%s" % k: v for k, v in failed.items()}}, f, indent=1)
-    t, r = write_results(out, workloads, allocs, runs, failed, rounds, args.quick)
+    if args.rewrite:
+        workloads, allocs, runs, failed, rounds, quick, facts = load_results(out, exe)
+    else:
+        wanted = set(args.allocators.split(",")) if args.allocators else None
+        allocs = allocators(args.build, wanted)
+        if not allocs:
+            raise SystemExit("suite: no allocator to run")
+        quick = args.quick
+        with tempfile.TemporaryDirectory() as tmp:
+            workloads = micro_workloads(exe, quick, tmp) + real_workloads(quick, tmp)
+            if args.only:
+                only = set(args.only.split(","))
+                workloads = [w for w in workloads if w.name in only]
+            log("%d workloads x %d allocators x %d rounds: %s" % (
+                len(workloads), len(allocs), rounds, ", ".join(w.name for w in workloads)))
+            runs, failed = measure(workloads, allocs, rounds)
+        facts = machine_facts(allocs)
+        with open(os.path.join(out, "results.json"), "w") as f:
+            json.dump({"rounds": rounds, "quick": quick,
+                       "allocators": [(a.key, a.preload, a.version) for a in allocs],
+                       "facts": facts,
+                       "workloads": [w.name for w in workloads],
+                       "runs": {"%s|%s" % k: v for k, v in runs.items()},
+                       "failed": {"%s|%s" % k: v for k, v in failed.items()}}, f, indent=1)
+    t, r = write_results(out, workloads, allocs, runs, failed, rounds, quick, facts)
     plots(out, workloads, allocs, runs)
     log("results in %s: RESULTS.md, results.json%s" % (
         out, ", time-ratio.png, peak-rss.png, steady-rss.png" if shutil.which("gnuplot") else ""))

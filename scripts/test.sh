@@ -35,9 +35,9 @@ with open(sys.argv[1]) as f:
         failed += f_
         rows.append((t.get("name"), t.get("result"), p, f_, t.get("duration", 0)))
 print()
-print(f"{'test':<28} {'result':<8} {'passed':>7} {'failed':>7} {'seconds':>8}")
+print(f"{'test':<40} {'result':<8} {'passed':>7} {'failed':>7} {'seconds':>8}")
 for name, res, p, f_, d in rows:
-    print(f"{name:<28} {res:<8} {p:>7} {f_:>7} {d:>8.1f}")
+    print(f"{name:<40} {res:<8} {p:>7} {f_:>7} {d:>8.1f}")
 print(f"{passed} passed, {failed} failed")
 sys.exit(1 if failed else 0)
 PY
