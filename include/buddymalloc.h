@@ -134,6 +134,8 @@ struct bm_malloc_stats {
     /* in a fork child: heaps of threads that did not survive the fork,
      * retired (their memory reused) or left alone (failed the check) */
     unsigned long fork_heaps_retired, fork_heaps_lost;
+    /* sweeps of quiet threads' heaps: their emptied slabs given back */
+    unsigned long heaps_swept;
 };
 int bm_malloc_stats(struct bm_malloc_stats *out);
 

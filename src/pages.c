@@ -151,7 +151,7 @@ BM_API int bm_trim(size_t pad)
     bm_ensure_init();
     unsigned long released = 0;
     bm_heap_trim_current();
-    bm_slab_reclaim_abandoned();
+    bm_heaps_sweep(NULL, true);         /* other threads' queues; abandoned slabs */
     for (int n = 0; n < bm_g.nr_nodes; n++) {
         struct bm_zone *z = &bm_g.zones[n];
         bm_pcp_drain_zone(z);

@@ -44,6 +44,12 @@ static struct {
 } abandoned[BM_NR_CLASSES];
 
 #define FULL_SCAN 8                     /* full slabs looked at per refill */
+#define SWEEP_EVERY 256                 /* new slabs between looks for quiet heaps */
+
+/* Counts new slabs; every SWEEP_EVERY-th tells its maker, once out of its
+ * own heap's lock, to look for quiet heaps to sweep (heap.c). */
+static _Atomic unsigned long slabs_made;
+static __thread bool sweep_due __attribute__((tls_model("initial-exec")));
 #define PARTIAL_SCAN 4                  /* partial slabs compared per refill */
 
 void bm_slabs_init(void)
@@ -75,6 +81,8 @@ static struct bm_page *slab_new(struct bm_heap *h, unsigned cls)
     set_page_flags(s, PG_alloc | PG_slab);
     atomic_fetch_add_explicit(&bm_slab_stats[cls].slabs, 1, memory_order_relaxed);
     atomic_fetch_add_explicit(&bm_slab_stats[cls].created, 1, memory_order_relaxed);
+    if ((atomic_fetch_add_explicit(&slabs_made, 1, memory_order_relaxed) & (SWEEP_EVERY - 1)) == 0)
+        sweep_due = true;
     return s;
 }
 
@@ -277,6 +285,9 @@ BM_COLD void *bm_malloc_slow(struct bm_heap *h, unsigned cls)
         if (!h)
             return NULL;
     }
+    bm_spin_lock(&h->lock);
+    atomic_store_explicit(&h->ticks, atomic_load_explicit(&h->ticks, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
     struct bm_page *s = h->cur[cls];
     if (s != &bm_slab_empty) {
         /* Keep the current slab while collecting gives it a good share of
@@ -294,6 +305,7 @@ BM_COLD void *bm_malloc_slow(struct bm_heap *h, unsigned cls)
     }
     s = slab_find(h, cls);
     if (!s) {
+        bm_spin_unlock(&h->lock);
         errno = ENOMEM;
         return NULL;
     }
@@ -303,6 +315,11 @@ pop:;
     s->slab.free = *(void **)b;
     s->slab.used++;
     h->nalloc[cls]++;
+    bm_spin_unlock(&h->lock);
+    if (unlikely(sweep_due)) {
+        sweep_due = false;
+        bm_heaps_sweep(h, false);
+    }
     return b;
 }
 
@@ -373,7 +390,11 @@ void bm_free_local(struct bm_heap *h, struct bm_page *s, void *p, const char *fn
         bm_fatal_bad_pointer(fn, p, "double free");
     if (!slab_block_ok(s, (uintptr_t)p))
         bm_fatal_bad_pointer(fn, p, "invalid pointer (inside a slab but not at a block start)");
+    bm_spin_lock(&h->lock);
+    atomic_store_explicit(&h->ticks, atomic_load_explicit(&h->ticks, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
     bm_bin_flush(h, cls);
+    bm_spin_unlock(&h->lock);
     *(void **)p = NULL;
     h->bin[cls] = p;
     h->bin_n[cls] = 1;
@@ -450,20 +471,15 @@ void bm_slab_release_class(struct bm_heap *h, unsigned cls)
     q->nr_partial = q->nr_full = 0;
 }
 
-/* bm_trim: give back every slab of the calling thread that is empty once
- * remote frees are collected, the current ones too. */
-void bm_slab_trim_class(struct bm_heap *h, unsigned cls)
+/*
+ * The queues of heap h, class cls: every slab collects its remote frees; an
+ * empty one goes back to the pages, a full one that has blocks again goes
+ * to the partial queue. The current slab is not touched. Heap lock held
+ * (by the owner at bm_trim, or by a thread sweeping a quiet heap).
+ */
+void bm_slab_sweep_class(struct bm_heap *h, unsigned cls)
 {
     struct bm_heap_class *q = &h->q[cls];
-    bm_bin_flush(h, cls);
-    struct bm_page *cur = h->cur[cls];
-    if (cur != &bm_slab_empty) {
-        slab_collect(cur);
-        if (cur->slab.used == 0) {
-            slab_destroy(cur);
-            h->cur[cls] = &bm_slab_empty;
-        }
-    }
     struct bm_list keep;
     list_init(&keep);
     while (!list_empty(&q->partial)) {
@@ -498,6 +514,22 @@ void bm_slab_trim_class(struct bm_heap *h, unsigned cls)
         list_del(&s->lru);
         list_add_tail(&q->partial, &s->lru);
     }
+}
+
+/* bm_trim: give back every slab of the calling thread that is empty once
+ * remote frees are collected, the current ones too. Heap lock held. */
+void bm_slab_trim_class(struct bm_heap *h, unsigned cls)
+{
+    bm_bin_flush(h, cls);
+    struct bm_page *cur = h->cur[cls];
+    if (cur != &bm_slab_empty) {
+        slab_collect(cur);
+        if (cur->slab.used == 0) {
+            slab_destroy(cur);
+            h->cur[cls] = &bm_slab_empty;
+        }
+    }
+    bm_slab_sweep_class(h, cls);
 }
 
 /* Abandoned slabs that remote frees have emptied go back to the pages
@@ -567,6 +599,7 @@ void bm_slab_for_each_quiet(void (*fn)(void *ctx, struct bm_page *s), void *ctx)
 {
     struct bm_heap *h = bm_tls_heap;
     if (h != &bm_heap_empty) {
+        bm_spin_lock(&h->lock);            /* against a sweep */
         for (unsigned c = 0; c < BM_NR_CLASSES; c++) {
             if (h->cur[c] != &bm_slab_empty)
                 fn(ctx, h->cur[c]);
@@ -575,6 +608,7 @@ void bm_slab_for_each_quiet(void (*fn)(void *ctx, struct bm_page *s), void *ctx)
                 for (struct bm_list *l = lists[k]->next; l != lists[k]; l = l->next)
                     fn(ctx, lru_slab(l));
         }
+        bm_spin_unlock(&h->lock);
     }
     for (unsigned c = 0; c < BM_NR_CLASSES; c++) {
         bm_mutex_lock(&abandoned[c].lock);

@@ -32,6 +32,10 @@ extern struct bm_slab_class_stats bm_slab_stats[BM_NR_CLASSES];
 
 void bm_slab_release_class(struct bm_heap *h, unsigned cls);   /* thread exit */
 void bm_slab_trim_class(struct bm_heap *h, unsigned cls);      /* bm_trim */
+void bm_slab_sweep_class(struct bm_heap *h, unsigned cls);     /* heap lock held */
+/* Sweep the queues of other threads' heaps: the quiet ones (no slow path
+ * since the last look, at most every 100 ms), or all of them (bm_trim). */
+void bm_heaps_sweep(struct bm_heap *self, bool all);
 unsigned long bm_slab_reclaim_abandoned(void);
 void bm_slab_fork_locks(enum bm_fork_step step);
 enum bm_list_verdict { BM_LIST_OK, BM_LIST_FOREIGN, BM_LIST_TWICE };
@@ -43,6 +47,7 @@ void bm_heaps_fork_lock(enum bm_fork_step step);
 void bm_heaps_after_fork(void);
 bool bm_fork_heap_repair(struct bm_heap *h);     /* fork.c */
 extern _Atomic unsigned long bm_fork_heaps_retired, bm_fork_heaps_lost;
+extern _Atomic unsigned long bm_heaps_swept;      /* sweeps of quiet heaps */
 void bm_slabs_init(void);
 /* Call fn on every slab whose lists can be read now: the calling thread's
  * and the abandoned ones (each list locked while it is walked). */

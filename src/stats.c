@@ -357,6 +357,7 @@ BM_API int bm_malloc_stats(struct bm_malloc_stats *out)
     bm_huge_stats(&out->huge_allocs, &out->huge_frees, &out->huge_live, &out->huge_bytes);
     out->fork_heaps_retired = atomic_load(&bm_fork_heaps_retired);
     out->fork_heaps_lost = atomic_load(&bm_fork_heaps_lost);
+    out->heaps_swept = atomic_load(&bm_heaps_swept);
     return 0;
 }
 
@@ -387,6 +388,7 @@ static void summary(struct bm_buf *b)
     kv(b, "threads with a heap", m.heaps, "");
     kv(b, "heaps retired at fork", m.fork_heaps_retired, "");
     kv(b, "heaps lost at fork", m.fork_heaps_lost, "");
+    kv(b, "quiet heaps swept", m.heaps_swept, "");
 }
 
 /* /proc/slabinfo, version 2.1, one line per size class named bm-SIZE; then

@@ -183,7 +183,7 @@ _Static_assert(sizeof(struct bm_region) <= REGION_FIRST_PAGE * sizeof(struct bm_
 /* ---- locks ----------------------------------------------------------- */
 
 typedef struct { _Atomic int v; } bm_mutex_t;     /* futex mutex: zones      */
-typedef struct { _Atomic int v; } bm_spinlock_t;  /* trylock-mostly: pagesets */
+typedef struct { _Atomic int v; } bm_spinlock_t;  /* trylock-mostly: pagesets, heaps */
 
 /* ---- per-CPU pagesets (the kernel's struct per_cpu_pages) ----------------- */
 
@@ -280,6 +280,14 @@ struct bm_heap {
     struct bm_heap *next;           /* live list or pool                      */
     struct bm_heap **pprev;         /* live list back link                    */
     int dead;                       /* torn down, waiting in the pool          */
+    /* The queues (q[]) and the slabs on them belong to the owner, which
+     * takes `lock` on its slow paths only (malloc's refill, a bin that
+     * overflows, trim, exit); another thread takes it to sweep a heap whose
+     * owner has gone quiet (heap.c). The current slabs and the bins are the
+     * owner's alone, lock-free, and never swept. */
+    bm_spinlock_t lock;             /* held briefly; the unlock is a plain store */
+    _Atomic uint64_t ticks;         /* bumped by the owner's slow paths       */
+    uint64_t swept_ticks;           /* ticks at the last sweep pass (heaps_lock) */
 };
 
 /* ---- options (options.c) ----------------------------------------------- */

@@ -2,6 +2,8 @@
  * threads. */
 #include "helpers.h"
 
+#include <time.h>
+
 #define MiB (1024UL * 1024)
 
 static void check_at_end(void) { cr_assert_eq(bm_check(2), 0, "heap checker"); }
@@ -335,4 +337,97 @@ Test(threads, remote_frees_do_not_grow_the_partial_queue, .timeout = 120)
         bm_free(keep[k]);
     for (int i = 0; i < HANDOFF_SLOTS; i++)
         bm_free(atomic_exchange(&handoff[i], NULL));
+}
+
+/* ---- a quiet thread's slabs, emptied by other threads' frees ------------------
+ * The owner collects remote frees only on its own slow paths; a thread that
+ * allocated and then went quiet would keep its slabs however empty they
+ * become. Its heap is swept by other threads (heap.c). */
+
+enum { QUIET_N = 20000, QUIET_SIZE = 200 };
+static void *quiet_blocks[QUIET_N];
+static pthread_barrier_t quiet_filled, quiet_release;
+
+static void *quiet_owner(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < QUIET_N; i++) {
+        quiet_blocks[i] = bm_malloc(QUIET_SIZE);
+        memset(quiet_blocks[i], 0x5a, QUIET_SIZE);
+    }
+    pthread_barrier_wait(&quiet_filled);
+    pthread_barrier_wait(&quiet_release);      /* quiet until the test is done */
+    return NULL;
+}
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static unsigned long class_slabs(size_t size)
+{
+    struct bm_class_stats cs;
+    bm_class_stats((int)bm_size_to_class(size), &cs);
+    return cs.slabs;
+}
+
+/* Another thread fills the quiet one's slabs, this one frees every block. */
+static pthread_t quiet_start(unsigned long *before)
+{
+    pthread_t t;
+    pthread_barrier_init(&quiet_filled, NULL, 2);
+    pthread_barrier_init(&quiet_release, NULL, 2);
+    cr_assert_eq(pthread_create(&t, NULL, quiet_owner, NULL), 0);
+    pthread_barrier_wait(&quiet_filled);
+    *before = class_slabs(QUIET_SIZE);
+    cr_assert_gt(*before, 50, "%lu slabs for %d blocks", *before, QUIET_N);
+    for (int i = 0; i < QUIET_N; i++)
+        bm_free(quiet_blocks[i]);
+    return t;
+}
+
+static void quiet_end(pthread_t t)
+{
+    pthread_barrier_wait(&quiet_release);
+    pthread_join(t, NULL);
+}
+
+Test(threads, trim_sweeps_a_quiet_threads_slabs)
+{
+    unsigned long before;
+    pthread_t t = quiet_start(&before);
+    cr_assert_eq(class_slabs(QUIET_SIZE), before, "nothing given back before the sweep");
+    bm_trim(0);
+    unsigned long after = class_slabs(QUIET_SIZE);
+    cr_assert_leq(after, 1, "the quiet thread's current slab at most (%lu of %lu left)", after,
+                  before);
+    quiet_end(t);
+}
+
+Test(threads, quiet_threads_slabs_are_swept_without_trim, .timeout = 60)
+{
+    unsigned long before;
+    pthread_t t = quiet_start(&before);
+    struct bm_malloc_stats m0, m1;
+    bm_malloc_stats(&m0);
+    /* Keep making slabs of another class (the sweep looks for quiet heaps
+     * every few hundred new slabs, at most every 100 ms) until the quiet
+     * thread's slabs are gone, for at most 10 s. */
+    static void *p[4096];
+    unsigned long after = before;
+    double t0 = now_s();
+    while (after > 1 && now_s() - t0 < 10) {
+        for (int i = 0; i < 4096; i++)
+            p[i] = bm_malloc(1000);
+        for (int i = 0; i < 4096; i++)
+            bm_free(p[i]);
+        after = class_slabs(QUIET_SIZE);
+    }
+    bm_malloc_stats(&m1);
+    cr_assert_leq(after, 1, "%lu of %lu slabs left after %.1f s", after, before, now_s() - t0);
+    cr_assert_gt(m1.heaps_swept, m0.heaps_swept);
+    quiet_end(t);
 }
