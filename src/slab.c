@@ -51,6 +51,7 @@ static struct {
 static _Atomic unsigned long slabs_made;
 static __thread bool sweep_due __attribute__((tls_model("initial-exec")));
 #define PARTIAL_SCAN 4                  /* partial slabs compared per refill */
+#define ABANDONED_SCAN 8                /* abandoned slabs looked at per refill */
 
 void bm_slabs_init(void)
 {
@@ -242,13 +243,29 @@ static struct bm_page *slab_find(struct bm_heap *h, unsigned cls)
         list_add_tail(&q->full, &s->lru);
     }
 
-    /* Slabs of threads that exited. */
-    while (atomic_load_explicit(&bm_slab_stats[cls].abandoned, memory_order_relaxed)) {
+    /* Slabs of threads that exited: adopt one with a fair share of blocks
+     * to give (as for a partial slab: min_take). One with fewer stays
+     * ownerless, rotated to the back: its blocks are other threads' live
+     * data, and taking it would only park it in this heap's full queue,
+     * where its remote frees wait for this owner's scans. Left in the
+     * abandoned list, it goes back to the pages as soon as those frees
+     * empty it (bm_slab_reclaim_abandoned: thread exit, sweeps, trim).
+     * At most ABANDONED_SCAN looked at per call. */
+    for (unsigned i = 0; i < ABANDONED_SCAN &&
+                         atomic_load_explicit(&bm_slab_stats[cls].abandoned, memory_order_relaxed);
+         i++) {
         struct bm_page *s = NULL;
         bm_mutex_lock(&abandoned[cls].lock);
         if (!list_empty(&abandoned[cls].list)) {
             s = lru_slab(abandoned[cls].list.next);
             list_del(&s->lru);
+            slab_collect(s);            /* the list's lock makes us its owner */
+            if ((unsigned)(capacity - s->slab.used) < min && s->slab.used) {
+                list_add_tail(&abandoned[cls].list, &s->lru);
+                s = NULL;
+                bm_mutex_unlock(&abandoned[cls].lock);
+                continue;
+            }
         }
         bm_mutex_unlock(&abandoned[cls].lock);
         if (!s)
