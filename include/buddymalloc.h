@@ -165,6 +165,9 @@ struct bm_zone_stats {
     uint64_t enomem;
     uint64_t zeroed_allocs;          /* blocks known zero when handed out (calloc) */
     uint64_t pcp_alloc_hit, pcp_refill, pcp_free_hit, pcp_drain, pcp_lock_miss;
+    uint64_t reused_pages;           /* released pages handed out again          */
+    uint64_t threshold_raised;       /* times churn doubled the release threshold */
+    unsigned long release_threshold_pages;  /* the threshold now                */
 };
 
 /* Number of zones (NUMA nodes) in use. */

@@ -31,6 +31,7 @@ void bm_zone_init(struct bm_zone *z, int node)
         for (int mt = 0; mt < MIGRATE_TYPES; mt++)
             list_init(&z->free_area[o].free_list[mt]);
     list_init(&z->dirty_list);
+    z->release_scale = 1;
 }
 
 /* ---- free list primitives -------------------------------------------------- */
@@ -100,6 +101,10 @@ static void take_block(struct bm_zone *z, struct bm_page *p, unsigned order, uns
     del_free(z, p, o, mt);
     expand(z, p, order, o, mt, stamp, state);
     z->last_alloc_state = state;
+    if (state & PG_advised) {       /* memory given back comes back: churn? */
+        z->c.reused_pages += 1UL << order;
+        z->reused_since_event += 1UL << order;
+    }
 }
 
 static struct bm_page *rmqueue_smallest(struct bm_zone *z, unsigned order, int mt)
@@ -360,7 +365,7 @@ void bm_zone_setup_reserve(struct bm_zone *z, int nr)
         struct bm_page *p = block + i * pageblock_nr_pages;
         int mt = i < (unsigned long)nr ? MIGRATE_RESERVE : MIGRATE_PAGES;
         bm_set_pageblock_range(p, pageblock_order, mt);
-        bm_free_one_page(z, p, pageblock_order, PG_STATE);
+        bm_free_one_page(z, p, pageblock_order, PG_released | PG_zero);
     }
     z->nr_reserve_blocks = (unsigned long)nr;
 }

@@ -126,6 +126,8 @@ static void check_free_lists(struct ck *c, struct bm_zone *z, struct counts *lis
                          dirty_expected, 0);
                 if ((p->flags & PG_zero) && !(p->flags & PG_released))
                     fail(c, "free block marked zero but not released", p, 0, 0);
+                if ((p->flags & PG_advised) && !(p->flags & PG_released))
+                    fail(c, "free block marked advised but not released", p, 0, 0);
                 if (p->flags & PG_released)
                     lists->released_pages += 1UL << o;
                 lists->blocks[o][mt]++;

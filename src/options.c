@@ -18,6 +18,7 @@ void bm_options_defaults(struct bm_options *o)
     o->release_mode = BM_RELEASE_DONTNEED;
     o->release_delay_ns = 1000ull * 1000 * 1000;          /* 1 s */
     o->release_threshold_pages = (16ul << 20) >> BM_PAGE_SHIFT;
+    o->release_threshold_max_pages = (1ul << 30) >> BM_PAGE_SHIFT;   /* 1 GiB */
     o->reserve_pageblocks = 1;
     o->release_min_order = 2;                             /* 16 KiB */
     o->verbose = 0;
@@ -45,6 +46,7 @@ static const struct opt_desc table[] = {
     { "release",            K_RELEASE, F(release_mode),            0, 2 },
     { "release_delay_ms",   K_MS,      F(release_delay_ns),        0, 1000000000 },
     { "release_threshold",  K_SIZE,    F(release_threshold_pages), 0, 1ull << 46 },
+    { "release_threshold_max", K_SIZE, F(release_threshold_max_pages), 0, 1ull << 46 },
     { "reserve_pageblocks", K_UINT,    F(reserve_pageblocks),      0, 128 },
     { "release_min_order",  K_UINT,    F(release_min_order),       0, MAX_ORDER - 1 },
     { "verbose",            K_UINT,    F(verbose),                 0, 9 },

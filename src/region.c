@@ -116,7 +116,7 @@ bool bm_carve_fresh(struct bm_zone *z, int mt)
             z->nr_fresh_blocks--;
             z->c.fresh_carved++;
             bm_set_pageblock_range(p, MAX_ORDER - 1, mt);
-            bm_add_free(z, p, MAX_ORDER - 1, mt, 0, PG_STATE);   /* untouched: zero */
+            bm_add_free(z, p, MAX_ORDER - 1, mt, 0, PG_released | PG_zero);   /* untouched */
             return true;
         }
         /* Regions are carved oldest first; find another with fresh blocks. */

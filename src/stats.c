@@ -66,6 +66,9 @@ static void snapshot(struct bm_zone *z, struct bm_zone_stats *s)
     s->fresh_carved = z->c.fresh_carved;
     s->release_calls = z->c.release_calls;
     s->released_pages = z->c.released_pages;
+    s->reused_pages = z->c.reused_pages;
+    s->threshold_raised = z->c.threshold_raised;
+    s->release_threshold_pages = bm_g.opt.release_threshold_pages * z->release_scale;
     s->enomem = z->c.enomem;
     s->zeroed_allocs = z->c.zeroed_allocs;
     bm_mutex_unlock(&z->lock);
@@ -279,6 +282,9 @@ static void counters(struct bm_buf *b)
         kv(b, "free, awaiting release", s.dirty_pages, " pages");
         kv(b, "released (total)", s.released_pages, " pages");
         kv(b, "madvise calls", s.release_calls, "");
+        kv(b, "released, reused", s.reused_pages, " pages");
+        kv(b, "release threshold", s.release_threshold_pages, " pages");
+        kv(b, "  raised by reuse", s.threshold_raised, " times");
         kv(b, "fresh blocks carved", s.fresh_carved, "");
         for (int mt = 0; mt < MIGRATE_PCPTYPES; mt++) {
             char k[40];

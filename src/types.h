@@ -114,8 +114,10 @@ enum {
                              * fresh, or given back with madvise since        */
     PG_zero     = 1u << 10, /* PG_released block that reads as zero (fresh, or
                              * MADV_DONTNEED)                                  */
+    PG_advised  = 1u << 11, /* PG_released block given back by madvise (not
+                             * fresh): handing it out again faults it back in */
 };
-#define PG_STATE (PG_released | PG_zero)
+#define PG_STATE (PG_released | PG_zero | PG_advised)
 
 /* A slab's metadata lives in its head descriptor (no header in the slab
  * itself, so blocks start page-aligned and the slab's memory is touched only
@@ -214,7 +216,8 @@ struct bm_zone_counters {
     uint64_t fresh_carved;          /* max-order blocks taken from regions   */
     uint64_t release_calls;         /* madvise calls that returned memory    */
     uint64_t released_pages;        /* pages returned to the OS, cumulative  */
-    uint64_t reused_pages;          /* returned pages that came back into use */
+    uint64_t reused_pages;          /* pages given back by madvise, handed out again */
+    uint64_t threshold_raised;      /* times churn doubled the release threshold */
     uint64_t enomem;                /* allocations that found nothing        */
     uint64_t zeroed_allocs;         /* blocks handed out known to be zero    */
 };
@@ -241,6 +244,10 @@ struct bm_zone {
     unsigned long nr_dirty_pages;
     unsigned long nr_returned_pages;    /* in PG_released free blocks (fresh
                                          * blocks not included)              */
+    unsigned release_scale;         /* release_threshold x this (release.c)  */
+    uint64_t release_event_ns;      /* last release by the threshold         */
+    unsigned long release_event_pages;  /* pages it gave back                */
+    unsigned long reused_since_event;   /* advised pages handed out since    */
 
     struct bm_zone_counters c;
     unsigned last_alloc_state;      /* set by bm_rmqueue for its caller, under
@@ -301,6 +308,7 @@ struct bm_options {
     int release_mode;               /* enum bm_release_mode                  */
     uint64_t release_delay_ns;      /* free this long before release         */
     unsigned long release_threshold_pages; /* or when this many are free     */
+    unsigned long release_threshold_max_pages; /* what churn may raise it to */
     int reserve_pageblocks;         /* RESERVE pageblocks per zone           */
     unsigned release_min_order;     /* smallest free block given back        */
     int verbose;

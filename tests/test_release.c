@@ -178,3 +178,51 @@ Test(release, small_holes_stay, .init = keep_until_trim)
     cr_assert_geq(rss_bytes() + 64 * 1024, before);
     assert_heap_ok();
 }
+
+/* Free memory released past the threshold and wanted again at once (a
+ * working set cycling around the threshold) doubles the threshold; with
+ * release_threshold_max at the threshold it stays put and every cycle pays
+ * the madvise calls and the page faults again. */
+static struct bm_zone_stats churn(int cycles)
+{
+    enum { N = 8 };                 /* 8 blocks of 4 MiB: 32 MiB per cycle */
+    void *b[N];
+    for (int k = 0; k < cycles; k++) {
+        for (int i = 0; i < N; i++) {
+            b[i] = bm_alloc_pages(MAX_ORDER - 1, 0);
+            cr_assert_not_null(b[i]);
+            memset(b[i], 0x5a, block_bytes());
+        }
+        for (int i = 0; i < N; i++)
+            bm_free_pages(b[i], MAX_ORDER - 1);
+    }
+    return zone0();
+}
+
+Test(release, reuse_of_released_memory_raises_the_threshold)
+{
+    bm_test_options("release_threshold=8M,release_delay_ms=1000000");
+    bm_ensure_init();
+    struct bm_zone_stats s = churn(12);
+    cr_assert_gt(s.threshold_raised, 0);
+    cr_assert_geq(s.release_threshold_pages, 2 * (8 * MiB / BM_PAGE_SIZE),
+                  "threshold now %lu pages", s.release_threshold_pages);
+    cr_assert_gt(s.reused_pages, 0);
+    /* once raised past the cycle's 32 MiB, nothing more is released */
+    struct bm_zone_stats t = churn(4);
+    cr_assert_eq(t.release_calls, s.release_calls, "%lu more madvise calls",
+                 (unsigned long)(t.release_calls - s.release_calls));
+    assert_heap_ok();
+}
+
+Test(release, threshold_max_keeps_the_threshold_fixed)
+{
+    bm_test_options("release_threshold=8M,release_threshold_max=8M,release_delay_ms=1000000");
+    bm_ensure_init();
+    struct bm_zone_stats s = churn(12);
+    cr_assert_eq(s.threshold_raised, 0);
+    cr_assert_eq(s.release_threshold_pages, 8 * MiB / BM_PAGE_SIZE);
+    struct bm_zone_stats t = churn(4);
+    cr_assert_geq(t.release_calls, s.release_calls + 4, "every cycle releases again");
+    assert_heap_ok();
+}
