@@ -202,6 +202,17 @@ def micro_workloads(exe, quick, tmpdir):
     return result
 
 
+# Keys of a RESULT line kept beside the standard ones, and shown under the
+# workload's table (median per allocator).
+EXTRA_KEYS = {
+    "kib_per_thread": "memory kept per idle thread, KiB ((idle - before) / threads)",
+    "rss_joined_kib": "RSS after the threads exited, KiB",
+    "rss_held_kib": "RSS at the end of the hold at the peak, KiB",
+    "rss_low_kib": "RSS at the end of the low phase (a tenth of the peak live), KiB",
+    "final_rss_kib": "RSS once everything is freed (200 ms later), KiB",
+}
+
+
 def program_runner(argv, timeout=600):
     def run(alloc):
         wall, cpu, rss, stdout = run_measured(argv, alloc.env(), timeout)
@@ -213,6 +224,9 @@ def program_runner(argv, timeout=600):
             m["seconds"] = float(res["seconds"])
         if "final_rss_kib" in res:
             m["final_rss"] = int(res["final_rss_kib"])
+        for k in EXTRA_KEYS:
+            if k in res:
+                m[k] = float(res[k])
         if samples:
             m["samples"] = [(float(s["t"]), int(s["rss_kib"])) for s in samples
                             if "t" in s and "rss_kib" in s]
@@ -501,6 +515,13 @@ def write_results(out, workloads, allocs, runs, failed, rounds, quick, facts):
                 fmt(t / jt if t and jt else None, 2), fmt(c / jc if c and jc else None, 2),
                 fmt(r / jr if r and jr else None, 2)))
         lines.append("")
+        for key, label in EXTRA_KEYS.items():
+            vals = [(names[k], med(runs, w.name, k, key)) for k in keys]
+            if not any(v is not None for _, v in vals):
+                continue
+            lines.append("%s: %s" % (label, ", ".join(
+                "%s %s" % (n, fmt(v, 0)) for n, v in vals)))
+            lines.append("")
     with open(os.path.join(out, "RESULTS.md"), "w") as f:
         f.write("\n".join(lines))
     return t_ratios, r_ratios

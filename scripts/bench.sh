@@ -4,7 +4,7 @@
 # then runs bench/suite.py with the arguments given:
 #
 #   scripts/bench.sh --quick        a few minutes, results in build/bench-results
-#   scripts/bench.sh                the full run (about an hour on 2 cores)
+#   scripts/bench.sh                the full run (5 rounds, about 20 minutes on 2 cores)
 #   scripts/bench.sh --record       the full run, written into docs/bench
 #   scripts/bench.sh --only larson,redis --rounds 3
 #
