@@ -51,12 +51,14 @@ static void heap_reset(struct bm_heap *h)
         h->bin[c] = NULL;
         h->bin_n[c] = 0;
         h->nalloc[c] = h->nfree[c] = 0;
+        h->slab_net[c] = 0;
         list_init(&h->q[c].partial);
         list_init(&h->q[c].full);
         h->q[c].nr_partial = h->q[c].nr_full = 0;
     }
     h->large_nalloc = h->large_nfree = 0;
     h->large_pages = 0;
+    h->slabs_made = 0;
     h->dead = 0;
     atomic_store_explicit(&h->lock.v, 0, memory_order_relaxed);
     atomic_store_explicit(&h->ticks, 0, memory_order_relaxed);
@@ -123,6 +125,8 @@ static void heap_retire(struct bm_heap *h)
         bm_slab_release_class(h, c);
         atomic_fetch_add(&bm_retired_nalloc[c], h->nalloc[c]);
         atomic_fetch_add(&bm_retired_nfree[c], h->nfree[c]);
+        atomic_fetch_add(&bm_slab_stats[c].slabs, (unsigned long)h->slab_net[c]);
+        __atomic_store_n(&h->slab_net[c], 0, __ATOMIC_RELAXED);
     }
     bm_spin_unlock(&h->lock);
     atomic_fetch_add(&bm_retired_large_nalloc, h->large_nalloc);
@@ -146,6 +150,7 @@ static void heap_teardown(void *arg)
 {
     bm_tls_heap = &bm_heap_empty;
     heap_retire(arg);
+    bm_heaps_sweep(NULL, false);        /* a thread exit is a good time to look */
 }
 
 _Atomic unsigned long bm_fork_heaps_retired, bm_fork_heaps_lost, bm_heaps_swept;
@@ -169,12 +174,12 @@ void bm_heaps_fork_lock(enum bm_fork_step step)
  * (a main thread that filled tables and now waits, a pool worker between
  * jobs) would keep those slabs for ever, however empty they become: in
  * `alloc-workloads larson --threads 32` the main thread held 1,083 slabs,
- * 49 MiB, 98 % free, to the end. So every SWEEP_EVERY new slabs
- * (slab.c), and at most every SWEEP_INTERVAL, the thread that made the slab
- * looks at the live heaps: one whose owner took no slow path since the last
- * look is swept under its lock (try-locked: a busy heap is skipped) - its
- * queued slabs collect their remote frees, and the empty ones go back to
- * the pages. The owner's current slabs and bins are never touched, so the
+ * 49 MiB, 98 % free, to the end. So at every SWEEP_EVERY-th new slab of a
+ * heap (slab.c) and at every thread exit, at most every SWEEP_INTERVAL,
+ * the thread looks at the live heaps: one whose owner took no slow path
+ * since the last look is swept under its lock (try-locked: a busy heap is
+ * skipped) - its queued slabs collect their remote frees, and the empty
+ * ones go back to the pages. The owner's current slabs and bins are never touched, so the
  * fast paths stay lock-free; quietness only decides whether a sweep is
  * worth its cost, not whether it is safe. Abandoned slabs emptied by
  * remote frees are reclaimed on the same occasion.
@@ -248,6 +253,7 @@ void bm_heap_totals(struct bm_heap_totals *t)
     for (unsigned c = 0; c < BM_NR_CLASSES; c++) {
         t->nalloc[c] = atomic_load(&bm_retired_nalloc[c]);
         t->nfree[c] = atomic_load(&bm_retired_nfree[c]);
+        t->slabs[c] = atomic_load(&bm_slab_stats[c].slabs);
     }
     t->large_nalloc = atomic_load(&bm_retired_large_nalloc);
     t->large_nfree = atomic_load(&bm_retired_large_nfree);
@@ -257,6 +263,7 @@ void bm_heap_totals(struct bm_heap_totals *t)
         for (unsigned c = 0; c < BM_NR_CLASSES; c++) {
             t->nalloc[c] += __atomic_load_n(&h->nalloc[c], __ATOMIC_RELAXED);
             t->nfree[c] += __atomic_load_n(&h->nfree[c], __ATOMIC_RELAXED);
+            t->slabs[c] += (unsigned long)__atomic_load_n(&h->slab_net[c], __ATOMIC_RELAXED);
         }
         t->large_nalloc += __atomic_load_n(&h->large_nalloc, __ATOMIC_RELAXED);
         t->large_nfree += __atomic_load_n(&h->large_nfree, __ATOMIC_RELAXED);

@@ -44,11 +44,11 @@ static struct {
 } abandoned[BM_NR_CLASSES];
 
 #define FULL_SCAN 8                     /* full slabs looked at per refill */
-#define SWEEP_EVERY 256                 /* new slabs between looks for quiet heaps */
+#define SWEEP_EVERY 16                  /* a heap's new slabs between looks for
+                                         * quiet heaps (at most every 100 ms) */
 
-/* Counts new slabs; every SWEEP_EVERY-th tells its maker, once out of its
- * own heap's lock, to look for quiet heaps to sweep (heap.c). */
-static _Atomic unsigned long slabs_made;
+/* Every SWEEP_EVERY-th slab a heap makes tells its thread, once out of the
+ * heap's lock, to look for quiet heaps to sweep (heap.c). */
 static __thread bool sweep_due __attribute__((tls_model("initial-exec")));
 #define PARTIAL_SCAN 4                  /* partial slabs compared per refill */
 #define ABANDONED_SCAN 8                /* abandoned slabs looked at per refill */
@@ -80,14 +80,15 @@ static struct bm_page *slab_new(struct bm_heap *h, unsigned cls)
         set_page_flags(&s[i], PG_tail);
     }
     set_page_flags(s, PG_alloc | PG_slab);
-    atomic_fetch_add_explicit(&bm_slab_stats[cls].slabs, 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&bm_slab_stats[cls].created, 1, memory_order_relaxed);
-    if ((atomic_fetch_add_explicit(&slabs_made, 1, memory_order_relaxed) & (SWEEP_EVERY - 1)) == 0)
+    __atomic_store_n(&h->slab_net[cls], h->slab_net[cls] + 1, __ATOMIC_RELAXED);
+    if ((++h->slabs_made & (SWEEP_EVERY - 1)) == 0)
         sweep_due = true;
     return s;
 }
 
-static void slab_destroy(struct bm_page *s)
+/* h: the heap whose lock is held (its count), or NULL for a slab that
+ * belongs to no heap (abandoned). */
+static void slab_destroy(struct bm_page *s, struct bm_heap *h)
 {
     unsigned cls = s->slab.cls, order = bm_classes[cls].order;
     for (unsigned long i = 1; i < (1UL << order); i++) {
@@ -95,8 +96,10 @@ static void slab_destroy(struct bm_page *s)
         s[i].head_off = 0;
     }
     set_page_flags(s, PG_alloc);
-    atomic_fetch_sub_explicit(&bm_slab_stats[cls].slabs, 1, memory_order_relaxed);
-    atomic_fetch_add_explicit(&bm_slab_stats[cls].destroyed, 1, memory_order_relaxed);
+    if (h)
+        __atomic_store_n(&h->slab_net[cls], h->slab_net[cls] - 1, __ATOMIC_RELAXED);
+    else
+        atomic_fetch_sub_explicit(&bm_slab_stats[cls].slabs, 1, memory_order_relaxed);
     bm_free_block(s, order);
 }
 
@@ -366,7 +369,7 @@ static inline __attribute__((always_inline)) void slab_free_local(struct bm_heap
     if (s->slab.used == 0 && s != h->cur[cls]) {
         list_del(&s->lru);
         q->nr_partial--;
-        slab_destroy(s);
+        slab_destroy(s, h);
     }
 }
 
@@ -456,22 +459,23 @@ static void abandon(struct bm_page *s, unsigned cls)
     atomic_fetch_add_explicit(&bm_slab_stats[cls].abandoned, 1, memory_order_relaxed);
 }
 
-/* Empty slab: back to the pages; otherwise keep or abandon. */
-static void settle(struct bm_page *s, unsigned cls, bool keep_if_used)
+/* Thread exit: an empty slab goes back to the pages, any other is
+ * abandoned. */
+static void settle(struct bm_heap *h, struct bm_page *s, unsigned cls)
 {
     slab_collect(s);
     if (s->slab.used == 0)
-        slab_destroy(s);
-    else if (!keep_if_used)
+        slab_destroy(s, h);
+    else
         abandon(s, cls);
 }
 
-static void drain_queue(struct bm_list *l)
+static void drain_queue(struct bm_heap *h, struct bm_list *l)
 {
     while (!list_empty(l)) {
         struct bm_page *s = lru_slab(l->next);
         list_del(&s->lru);
-        settle(s, s->slab.cls, false);
+        settle(h, s, s->slab.cls);
     }
 }
 
@@ -481,10 +485,10 @@ void bm_slab_release_class(struct bm_heap *h, unsigned cls)
     struct bm_heap_class *q = &h->q[cls];
     bm_bin_flush(h, cls);
     if (h->cur[cls] != &bm_slab_empty)
-        settle(h->cur[cls], cls, false);
+        settle(h, h->cur[cls], cls);
     h->cur[cls] = &bm_slab_empty;
-    drain_queue(&q->partial);
-    drain_queue(&q->full);
+    drain_queue(h, &q->partial);
+    drain_queue(h, &q->full);
     q->nr_partial = q->nr_full = 0;
 }
 
@@ -504,7 +508,7 @@ void bm_slab_sweep_class(struct bm_heap *h, unsigned cls)
         list_del(&s->lru);
         slab_collect(s);
         if (s->slab.used == 0) {
-            slab_destroy(s);
+            slab_destroy(s, h);
             q->nr_partial--;
         } else {
             list_add_tail(&keep, &s->lru);
@@ -515,7 +519,7 @@ void bm_slab_sweep_class(struct bm_heap *h, unsigned cls)
         list_del(&s->lru);
         slab_collect(s);
         if (s->slab.used == 0) {
-            slab_destroy(s);
+            slab_destroy(s, h);
             q->nr_full--;
         } else if (s->slab.free) {
             q->nr_full--;
@@ -542,7 +546,7 @@ void bm_slab_trim_class(struct bm_heap *h, unsigned cls)
     if (cur != &bm_slab_empty) {
         slab_collect(cur);
         if (cur->slab.used == 0) {
-            slab_destroy(cur);
+            slab_destroy(cur, h);
             h->cur[cls] = &bm_slab_empty;
         }
     }
@@ -566,7 +570,7 @@ unsigned long bm_slab_reclaim_abandoned(void)
             if (s->slab.used == 0) {
                 list_del(&s->lru);
                 atomic_fetch_sub_explicit(&bm_slab_stats[c].abandoned, 1, memory_order_relaxed);
-                slab_destroy(s);
+                slab_destroy(s, NULL);
                 freed++;
             }
         }

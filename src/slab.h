@@ -18,15 +18,19 @@ struct bm_heap_totals {
     uint64_t large_nalloc, large_nfree;                     /* runs of pages */
     int64_t large_pages;
     unsigned long heaps;                                    /* live now */
+    unsigned long slabs[BM_NR_CLASSES];                     /* in existence */
 };
 void bm_heap_totals(struct bm_heap_totals *t);
 void bm_heap_trim_current(void);
 
 /* slab.c */
 struct bm_slab_class_stats {
-    _Atomic unsigned long slabs;        /* slabs of the class in existence   */
-    _Atomic unsigned long abandoned;    /* of which waiting for a new owner  */
-    _Atomic uint64_t created, destroyed, adopted;
+    /* slabs freed outside any heap (abandoned ones) and the sums of
+     * retired heaps' slab_net; with the live heaps' slab_net, the slabs
+     * in existence (bm_heap_totals) */
+    _Atomic unsigned long slabs;
+    _Atomic unsigned long abandoned;    /* waiting for a new owner           */
+    _Atomic uint64_t adopted;
 };
 extern struct bm_slab_class_stats bm_slab_stats[BM_NR_CLASSES];
 

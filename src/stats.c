@@ -313,8 +313,7 @@ static void counters(struct bm_buf *b)
 
 BM_API int bm_nr_classes(void) { return BM_NR_CLASSES; }
 
-static void class_stats(unsigned c, const uint64_t *nalloc, const uint64_t *nfree,
-                        struct bm_class_stats *o)
+static void class_stats(unsigned c, const struct bm_heap_totals *t, struct bm_class_stats *o)
 {
     const struct bm_class *k = &bm_classes[c];
     memset(o, 0, sizeof *o);
@@ -325,12 +324,12 @@ static void class_stats(unsigned c, const uint64_t *nalloc, const uint64_t *nfre
     /* the worst request is one byte above the previous class */
     unsigned prev = c ? bm_classes[c - 1].size : 0;
     o->max_waste_permille = (unsigned)((uint64_t)(k->size - prev - 1) * 1000 / k->size);
-    o->slabs = atomic_load_explicit(&bm_slab_stats[c].slabs, memory_order_relaxed);
+    o->slabs = t->slabs[c];
     o->abandoned = atomic_load_explicit(&bm_slab_stats[c].abandoned, memory_order_relaxed);
     o->total_objs = (uint64_t)o->slabs * k->capacity;
-    o->allocs = nalloc[c];
-    o->frees = nfree[c];
-    o->active_objs = nalloc[c] > nfree[c] ? nalloc[c] - nfree[c] : 0;
+    o->allocs = t->nalloc[c];
+    o->frees = t->nfree[c];
+    o->active_objs = t->nalloc[c] > t->nfree[c] ? t->nalloc[c] - t->nfree[c] : 0;
 }
 
 BM_API int bm_class_stats(int cls, struct bm_class_stats *out)
@@ -340,7 +339,7 @@ BM_API int bm_class_stats(int cls, struct bm_class_stats *out)
     if (cls < 0 || cls >= BM_NR_CLASSES)
         return -1;
     bm_heap_totals(&t);
-    class_stats((unsigned)cls, t.nalloc, t.nfree, out);
+    class_stats((unsigned)cls, &t, out);
     return 0;
 }
 
@@ -405,7 +404,7 @@ static void slabinfo(struct bm_buf *b)
     struct bm_class_stats cs[BM_NR_CLASSES];
     bm_heap_totals(&t);
     for (unsigned c = 0; c < BM_NR_CLASSES; c++)
-        class_stats(c, t.nalloc, t.nfree, &cs[c]);
+        class_stats(c, &t, &cs[c]);
 
     bm_puts(b, "slabinfo - version: 2.1\n"
                "# name            <active_objs> <num_objs> <objsize> <objperslab> "
