@@ -598,6 +598,16 @@ plot {series}
         log("gnuplot failed: " + p.stderr[-500:])
 
 
+def shown_path(path):
+    """A library path as recorded: relative to the tree when it is the one
+    built here, else only its file name (the system's layout is not ours
+    to record)."""
+    if not path:
+        return path
+    rel = os.path.relpath(os.path.realpath(path), ROOT)
+    return rel if not rel.startswith("..") else os.path.basename(path)
+
+
 def load_results(out, exe):
     """What an earlier run left in OUT/results.json, for --rewrite."""
     path = os.path.join(out, "results.json")
@@ -665,7 +675,8 @@ def main():
         facts = machine_facts(allocs)
         with open(os.path.join(out, "results.json"), "w") as f:
             json.dump({"rounds": rounds, "quick": quick,
-                       "allocators": [(a.key, a.preload, a.version) for a in allocs],
+                       "allocators": [(a.key, shown_path(a.preload), a.version)
+                                      for a in allocs],
                        "facts": facts,
                        "workloads": [w.name for w in workloads],
                        "runs": {"%s|%s" % k: v for k, v in runs.items()},
