@@ -683,8 +683,9 @@ def main():
                        "failed": {"%s|%s" % k: v for k, v in failed.items()}}, f, indent=1)
     t, r = write_results(out, workloads, allocs, runs, failed, rounds, quick, facts)
     plots(out, workloads, allocs, runs)
-    log("results in %s: RESULTS.md, results.json%s" % (
-        out, ", time-ratio.png, peak-rss.png, steady-rss.png" if shutil.which("gnuplot") else ""))
+    made = [f for f in ("RESULTS.md", "results.json", "time-ratio.png", "peak-rss.png",
+                        "steady-rss.png") if os.path.exists(os.path.join(out, f))]
+    log("results in %s: %s" % (out, ", ".join(made)))
     log("buddymalloc / jemalloc, geometric mean: time %s, peak RSS %s; %d runs failed" % (
         fmt(geomean(t), 2), fmt(geomean(r), 2), len(failed)))
     # The smoke test (--quick in CI) counts the outputs as well as the runs:
