@@ -58,6 +58,10 @@ BM_COLD void bm_init_slow(void)
     if (!atomic_load_explicit(&bm_g.initialised, memory_order_acquire)) {
         bm_options_defaults(&bm_g.opt);
         bm_options_parse(&bm_g.opt, getenv("BUDDYMALLOC_OPTIONS"));
+        if (bm_g.opt.fail_mmap)
+            bm_fault_arm(BM_FAULT_MMAP, bm_g.opt.fail_mmap, bm_g.opt.fail_mmap_count);
+        if (bm_g.opt.fail_madvise)
+            bm_fault_arm(BM_FAULT_MADVISE, bm_g.opt.fail_madvise, bm_g.opt.fail_madvise_count);
         bm_g.nr_cpus = possible_cpus();
         bm_g.rseq_ok = __rseq_size > 0;
         bm_g.nr_nodes = 1;

@@ -223,6 +223,15 @@ static inline struct bm_zone *bm_local_zone(void)
 }
 
 /* ---- options.c --------------------------------------------------------- */
+/* os.c: the kernel's memory calls, through which fault injection works
+ * (bm_fault_inject, options fail_mmap / fail_madvise). mmap and mremap
+ * count as "mmap". Each returns what the system call does. */
+enum bm_fault_kind { BM_FAULT_MMAP, BM_FAULT_MADVISE, BM_FAULT_KINDS };
+void *bm_os_map(size_t len, int extra_flags);
+void *bm_os_remap(void *old, size_t old_len, size_t len);
+int bm_os_advise(void *p, size_t len, int advice);
+void bm_fault_arm(enum bm_fault_kind k, unsigned long nth, unsigned long count);
+
 void bm_options_defaults(struct bm_options *o);
 /* Parses "key=value,..." into o; names every bad key/value on stderr and keeps
  * the default for it. Returns the number of errors. */

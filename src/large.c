@@ -191,8 +191,7 @@ static size_t slot_of(uintptr_t a, size_t cap)
 /* Grow (or first create) the table. Lock held. */
 static bool huge_rehash(size_t cap)
 {
-    struct huge_entry *t = mmap(NULL, cap * sizeof *t, PROT_READ | PROT_WRITE,
-                                MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    struct huge_entry *t = bm_os_map(cap * sizeof *t, 0);
     if (t == MAP_FAILED)
         return false;
     for (size_t i = 0; i < huge.cap; i++) {
@@ -236,7 +235,7 @@ void *bm_huge_alloc(size_t size, size_t align)
         errno = ENOMEM;
         return NULL;
     }
-    char *m = mmap(NULL, len + extra, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    char *m = bm_os_map(len + extra, 0);
     if (m == MAP_FAILED) {
         errno = ENOMEM;
         return NULL;
@@ -312,7 +311,7 @@ void *bm_huge_realloc(void *p, size_t size)
         errno = ENOMEM;
         return NULL;
     }
-    void *q = mremap((void *)e->map, e->map_len, len, MREMAP_MAYMOVE);
+    void *q = bm_os_remap((void *)e->map, e->map_len, len);
     if (q == MAP_FAILED) {
         bm_mutex_unlock(&huge.lock);
         errno = ENOMEM;

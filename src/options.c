@@ -24,6 +24,8 @@ void bm_options_defaults(struct bm_options *o)
     o->verbose = 0;
     o->stats_at_exit = 0;
     o->stats_pid = 0;
+    o->fail_mmap = o->fail_madvise = 0;
+    o->fail_mmap_count = o->fail_madvise_count = 1;
     o->stats_file[0] = '\0';
 }
 
@@ -53,6 +55,10 @@ static const struct opt_desc table[] = {
     { "stats",              K_BOOL,    F(stats_at_exit),           0, 1 },
     { "stats_pid",          K_UINT,    F(stats_pid),               0, 1u << 30 },
     { "stats_file",         K_PATH,    F(stats_file),              0, 0 },
+    { "fail_mmap",          K_UINT,    F(fail_mmap),               0, 1ul << 40 },
+    { "fail_mmap_count",    K_UINT,    F(fail_mmap_count),         1, 1ul << 40 },
+    { "fail_madvise",       K_UINT,    F(fail_madvise),            0, 1ul << 40 },
+    { "fail_madvise_count", K_UINT,    F(fail_madvise_count),      1, 1ul << 40 },
 };
 
 static bool eq(const char *s, size_t n, const char *word)

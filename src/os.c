@@ -4,6 +4,7 @@
  * here allocates.
  */
 #include <errno.h>
+#include <sys/mman.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -102,4 +103,76 @@ void bm_fatal_bad_pointer(const char *func, const void *p, const char *what)
     bm_putc(&b, '\n');
     bm_buf_finish(&b);
     abort();
+}
+
+/* ---- memory calls, with fault injection ----------------------------------- *
+ * Every mmap, mremap and madvise of the allocator goes through here, so a
+ * test can make the N-th one fail (bm_fault_inject, or the options
+ * fail_mmap / fail_madvise counted from start-up) and walk each
+ * out-of-memory path: the caller must return NULL with ENOMEM, or keep the
+ * memory, and leave the heap consistent. Disarmed, the cost is one relaxed
+ * load on paths that make a system call anyway.
+ */
+static struct {
+    _Atomic unsigned long calls, from, until;   /* fail calls from..until-1 */
+} faults[BM_FAULT_KINDS];
+
+void bm_fault_arm(enum bm_fault_kind k, unsigned long nth, unsigned long count)
+{
+    atomic_store(&faults[k].until, 0);              /* off while changing */
+    atomic_store(&faults[k].calls, 0);
+    atomic_store(&faults[k].from, nth);
+    atomic_store(&faults[k].until, nth && count ? nth + count : 0);
+}
+
+static bool fault_now(enum bm_fault_kind k)
+{
+    unsigned long until = atomic_load_explicit(&faults[k].until, memory_order_relaxed);
+    if (likely(!until))
+        return false;
+    unsigned long n = atomic_fetch_add(&faults[k].calls, 1) + 1;
+    return n >= atomic_load(&faults[k].from) && n < until;
+}
+
+void *bm_os_map(size_t len, int extra_flags)
+{
+    if (fault_now(BM_FAULT_MMAP)) {
+        errno = ENOMEM;
+        return MAP_FAILED;
+    }
+    return mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | extra_flags, -1,
+                0);
+}
+
+void *bm_os_remap(void *old, size_t old_len, size_t len)
+{
+    if (fault_now(BM_FAULT_MMAP)) {
+        errno = ENOMEM;
+        return MAP_FAILED;
+    }
+    return mremap(old, old_len, len, MREMAP_MAYMOVE);
+}
+
+int bm_os_advise(void *p, size_t len, int advice)
+{
+    if (fault_now(BM_FAULT_MADVISE)) {
+        errno = EAGAIN;
+        return -1;
+    }
+    return madvise(p, len, advice);
+}
+
+BM_API int bm_fault_inject(const char *call, unsigned long nth, unsigned long count)
+{
+    enum bm_fault_kind k;
+    if (call && !strcmp(call, "mmap"))
+        k = BM_FAULT_MMAP;
+    else if (call && !strcmp(call, "madvise"))
+        k = BM_FAULT_MADVISE;
+    else {
+        errno = EINVAL;
+        return -1;
+    }
+    bm_fault_arm(k, nth, count);
+    return 0;
 }

@@ -28,8 +28,7 @@ static void *reserve_aligned(void)
 {
     /* Over-reserve by one region, then trim both ends to the alignment. */
     size_t len = 2 * REGION_SIZE;
-    char *p = mmap(NULL, len, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    char *p = bm_os_map(len, MAP_NORESERVE);
     if (p == MAP_FAILED)
         return NULL;
     uintptr_t a = ((uintptr_t)p + REGION_MASK) & ~REGION_MASK;

@@ -64,7 +64,7 @@ static bool release_block(struct bm_zone *z, struct bm_page *p)
 
     int advice = bm_g.opt.release_mode == BM_RELEASE_FREE ? MADV_FREE : MADV_DONTNEED;
     int saved = errno;
-    bool ok = madvise(page_to_addr(p), BM_PAGE_SIZE << order, advice) == 0;
+    bool ok = bm_os_advise(page_to_addr(p), BM_PAGE_SIZE << order, advice) == 0;
     errno = saved;
 
     bm_mutex_lock(&z->lock);
