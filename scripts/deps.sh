@@ -9,6 +9,7 @@ packages=(
   libnuma-dev numactl                                 # NUMA topology
   libcriterion-dev                                    # tests
   valgrind                                            # callgrind budgets, memcheck
+  clang-14 libclang-rt-14-dev                         # libFuzzer harness (tests/fuzz)
   libjemalloc2                                        # benchmark baseline only
   libmimalloc2.0 libtcmalloc-minimal4 gnuplot-nox     # benchmark: other columns, plots
   g++                                                 # C++ operator tests

@@ -159,7 +159,7 @@ void *bm_realloc_fn(void *p, size_t n, const char *fn)
          * a growing buffer was given (below) is kept for its next steps */
         if (n <= usable && n > usable / 2)
             return p;
-        if (n > BM_SLAB_MAX && PAGES(n) <= MAX_ORDER_NR_PAGES << 4 &&
+        if (n > BM_SLAB_MAX && PAGES(n) <= BM_RUN_MAX_PAGES &&
             bm_large_resize(d, PAGES(n)))
             return p;
         break;

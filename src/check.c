@@ -301,7 +301,9 @@ static void check_regions(struct ck *c, struct bm_zone *z, struct counts *walk)
                 i++;
                 continue;
             }
-            if ((p->flags & PG_large) && (kinds != PG_alloc || span > (1UL << o) * 16))
+            /* (a run grows in place past the block it came from: realloc
+             * bounds it by BM_RUN_MAX_PAGES, not by its order) */
+            if ((p->flags & PG_large) && (kinds != PG_alloc || span > BM_RUN_MAX_PAGES))
                 fail(c, "page run with impossible flags or size", p, i, span);
             if (p->head_off)
                 fail(c, "block head with a tail offset", p, i, p->head_off);

@@ -34,6 +34,9 @@
 #define BM_PAGE_SIZE         (1UL << BM_PAGE_SHIFT)
 #define MAX_ORDER            BM_MAX_ORDER
 #define MAX_ORDER_NR_PAGES   (1UL << (MAX_ORDER - 1))
+/* The longest a run of pages may grow to in place (realloc), whatever the
+ * order of the block it was first carved from: 16 max-order blocks. */
+#define BM_RUN_MAX_PAGES     (MAX_ORDER_NR_PAGES << 4)
 #define pageblock_order      BM_PAGEBLOCK_ORDER
 #define pageblock_nr_pages   (1UL << pageblock_order)
 #define PCP_MAX_ORDER        BM_PCP_MAX_ORDER

@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Builds the libFuzzer harness (clang-14, with AddressSanitizer and UBSan)
+# against the allocator's core sources and runs it for SECONDS (default 60)
+# from the seed corpus in tests/fuzz/corpus; new inputs go to
+# build/fuzz/corpus. Ends with "1 passed, 0 failed" or, after a crash, the
+# reproducer's path and "0 passed, 1 failed".
+#
+#   tests/fuzz/run.sh            60 s (CI)
+#   tests/fuzz/run.sh 3600       an hour
+#   build/fuzz/bm-fuzz CRASHFILE replay one input
+set -uo pipefail
+cd "$(dirname "$0")/../.."
+secs=${1:-60}
+out=build/fuzz
+mkdir -p "$out/corpus"
+cc=$(command -v clang-14 || command -v clang || true)
+if [ -z "$cc" ]; then
+  echo "fuzz: clang-14 is missing (scripts/deps.sh installs clang-14 and libclang-rt-14-dev)"
+  echo "0 passed, 1 failed"; exit 1
+fi
+if [ ! -f build/bm_config.h ]; then
+  echo "fuzz: build/bm_config.h is missing (scripts/build.sh first)"
+  echo "0 passed, 1 failed"; exit 1
+fi
+core=(alloc buddy check fmt fork heap init large options os pages pcp region release
+      size_class slab stats)
+srcs=()
+for f in "${core[@]}"; do srcs+=("src/$f.c"); done
+newest=$(ls -t "${srcs[@]}" src/*.h include/*.h tests/fuzz/fuzz_malloc.c build/bm_config.h | head -1)
+if [ ! -x "$out/bm-fuzz" ] || [ "$newest" -nt "$out/bm-fuzz" ]; then
+  echo "fuzz: building $out/bm-fuzz with $cc"
+  if ! "$cc" -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
+      -D_GNU_SOURCE -fno-builtin-malloc -fno-builtin-calloc -fno-builtin-free \
+      -fno-builtin-realloc -ftls-model=initial-exec -Iinclude -Isrc -Ibuild \
+      "${srcs[@]}" tests/fuzz/fuzz_malloc.c -lpthread -o "$out/bm-fuzz"; then
+    echo "fuzz: build failed"; echo "0 passed, 1 failed"; exit 1
+  fi
+fi
+echo "fuzz: running for $secs s"
+(cd "$out" && ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=1 \
+   ./bm-fuzz -max_total_time="$secs" -rss_limit_mb=4096 -max_len=1200 -print_final_stats=1 \
+   corpus ../../tests/fuzz/corpus)
+rc=$?
+if [ $rc -ne 0 ]; then
+  crash=$(ls -t "$out"/crash-* "$out"/leak-* "$out"/timeout-* "$out"/oom-* 2>/dev/null | head -1)
+  echo "fuzz: failed (exit $rc); reproducer: ${crash:-none}; replay: build/fuzz/bm-fuzz ${crash:-FILE}"
+  echo "0 passed, 1 failed"; exit 1
+fi
+echo "1 passed, 0 failed"
