@@ -222,8 +222,6 @@ def program_runner(argv, timeout=600):
         m = {"wall": wall, "cpu": cpu, "rss": rss}
         if "seconds" in res:
             m["seconds"] = float(res["seconds"])
-        if "final_rss_kib" in res:
-            m["final_rss"] = int(res["final_rss_kib"])
         for k in EXTRA_KEYS:
             if k in res:
                 m[k] = float(res[k])

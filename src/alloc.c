@@ -11,7 +11,6 @@
 #include <string.h>
 
 #include "alloc.h"
-#include "fmt.h"
 #include "buddymalloc.h"
 #include "large.h"
 #include "slab.h"
@@ -264,14 +263,7 @@ void *bm_reallocarray_fn(void *p, size_t n, size_t size, const char *fn)
 
 BM_COLD void bm_sized_mismatch(void *p, size_t size, const char *fn)
 {
-    char what[96];
-    struct bm_buf b;
-    bm_buf_mem(&b, what, sizeof what);
-    bm_puts(&b, "size ");
-    bm_putu(&b, size, 0);
-    bm_puts(&b, " given is not the size allocated (wrong sized free)");
-    bm_buf_finish(&b);
-    bm_fatal_bad_pointer(fn, p, what);
+    bm_fatal_size(fn, p, "size ", size, " given is not the size allocated (wrong sized free)");
 }
 
 void bm_free_sized_fn(void *p, size_t size, const char *fn, bool strict)

@@ -132,7 +132,6 @@ static void heap_retire(struct bm_heap *h)
     atomic_fetch_add(&bm_retired_large_nalloc, h->large_nalloc);
     atomic_fetch_add(&bm_retired_large_nfree, h->large_nfree);
     atomic_fetch_add(&bm_retired_large_pages, h->large_pages);
-    bm_slab_reclaim_abandoned();
     bm_mutex_lock(&heaps_lock);
     live_unlink(h);
     h->dead = 1;
@@ -150,7 +149,10 @@ static void heap_teardown(void *arg)
 {
     bm_tls_heap = &bm_heap_empty;
     heap_retire(arg);
-    bm_heaps_sweep(NULL, false);        /* a thread exit is a good time to look */
+    /* a good time to look for quiet heaps; abandoned slabs emptied by
+     * remote frees go back either way (the sweep does that too) */
+    if (!bm_heaps_sweep(NULL, false))
+        bm_slab_reclaim_abandoned();
 }
 
 _Atomic unsigned long bm_fork_heaps_retired, bm_fork_heaps_lost, bm_heaps_swept;
@@ -179,14 +181,15 @@ void bm_heaps_fork_lock(enum bm_fork_step step)
  * the thread looks at the live heaps: one whose owner took no slow path
  * since the last look is swept under its lock (try-locked: a busy heap is
  * skipped) - its queued slabs collect their remote frees, and the empty
- * ones go back to the pages. The owner's current slabs and bins are never touched, so the
- * fast paths stay lock-free; quietness only decides whether a sweep is
- * worth its cost, not whether it is safe. Abandoned slabs emptied by
- * remote frees are reclaimed on the same occasion.
+ * ones go back to the pages. The owner's current slabs and bins are never
+ * touched, so the fast paths stay lock-free; quietness only decides whether
+ * a sweep is worth its cost, not whether it is safe. Abandoned slabs
+ * emptied by remote frees are reclaimed on the same occasion. Returns
+ * whether it looked (false: too soon).
  */
 #define SWEEP_INTERVAL_NS 100000000ULL       /* 100 ms */
 
-void bm_heaps_sweep(struct bm_heap *self, bool all)
+bool bm_heaps_sweep(struct bm_heap *self, bool all)
 {
     static _Atomic uint64_t last_ns;
     if (!all) {
@@ -194,7 +197,7 @@ void bm_heaps_sweep(struct bm_heap *self, bool all)
         if (now - last < SWEEP_INTERVAL_NS ||
             !atomic_compare_exchange_strong_explicit(&last_ns, &last, now, memory_order_relaxed,
                                                      memory_order_relaxed))
-            return;                 /* too soon, or another thread sweeps */
+            return false;           /* too soon, or another thread sweeps */
     }
     bm_mutex_lock(&heaps_lock);
     for (struct bm_heap *h = live_heaps; h; h = h->next) {
@@ -212,6 +215,7 @@ void bm_heaps_sweep(struct bm_heap *self, bool all)
     }
     bm_mutex_unlock(&heaps_lock);
     bm_slab_reclaim_abandoned();
+    return true;
 }
 
 /*
@@ -237,6 +241,7 @@ void bm_heaps_after_fork(void)
             atomic_fetch_add(&bm_fork_heaps_lost, 1);
         }
     }
+    bm_slab_reclaim_abandoned();        /* what the retired heaps left */
 }
 
 /*

@@ -265,6 +265,7 @@ void bm_dirty_add(struct bm_zone *z, struct bm_page *p, unsigned order, uint64_t
 void bm_dirty_del(struct bm_zone *z, struct bm_page *p, unsigned order);
 /* Called with the zone lock held after frees; may drop and retake it. */
 void bm_release_maybe(struct bm_zone *z);
+unsigned long bm_release_threshold(const struct bm_zone *z);   /* pages, now */
 unsigned long bm_release_zone(struct bm_zone *z, unsigned long keep_pages); /* locked */
 
 /* ---- pages.c ----------------------------------------------------------- */
@@ -274,6 +275,9 @@ void bm_free_block(struct bm_page *p, unsigned order);
 /* ---- report.c: messages on stderr without stdio ------------------------- */
 BM_COLD __attribute__((noreturn)) void bm_fatal_bad_pointer(const char *func, const void *p,
                                                             const char *what);
+BM_COLD __attribute__((noreturn)) void bm_fatal_size(const char *func, const void *p,
+                                                     const char *before, size_t size,
+                                                     const char *after);
 void bm_message(const char *prefix, const char *msg);
 
 /* ---- check.c ----------------------------------------------------------- */

@@ -19,7 +19,6 @@
 #include <stddef.h>
 
 #include "alloc.h"
-#include "fmt.h"
 
 typedef void (*bm_new_handler)(void);
 
@@ -56,14 +55,8 @@ static BM_COLD void *new_failed(size_t size, size_t align, int nothrow)
         return NULL;
     if (_ZSt17__throw_bad_allocv)
         _ZSt17__throw_bad_allocv();
-    char msg[128];
-    struct bm_buf b;
-    bm_buf_mem(&b, msg, sizeof msg);
-    bm_puts(&b, "out of memory for ");
-    bm_putu(&b, size, 0);
-    bm_puts(&b, " bytes and no C++ runtime to throw std::bad_alloc");
-    bm_buf_finish(&b);
-    bm_fatal_bad_pointer("operator new", NULL, msg);
+    bm_fatal_size("operator new", NULL, "out of memory for ", size,
+                  " bytes and no C++ runtime to throw std::bad_alloc");
 }
 
 static inline __attribute__((always_inline)) void *new_plain(size_t size, int nothrow)

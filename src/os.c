@@ -105,6 +105,20 @@ void bm_fatal_bad_pointer(const char *func, const void *p, const char *what)
     abort();
 }
 
+/* The same, with a size in the message: what before, the size, what after. */
+void bm_fatal_size(const char *func, const void *p, const char *before, size_t size,
+                   const char *after)
+{
+    char what[160];
+    struct bm_buf b;
+    bm_buf_mem(&b, what, sizeof what);
+    bm_puts(&b, before);
+    bm_putu(&b, size, 0);
+    bm_puts(&b, after);
+    bm_buf_finish(&b);
+    bm_fatal_bad_pointer(func, p, what);
+}
+
 /* ---- memory calls, with fault injection ----------------------------------- *
  * Every mmap, mremap and madvise of the allocator goes through here, so a
  * test can make the N-th one fail (bm_fault_inject, or the options

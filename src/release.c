@@ -115,23 +115,27 @@ static void release_adapt(struct bm_zone *z, uint64_t now)
 {
     if (z->release_event_ns && now - z->release_event_ns < bm_g.opt.release_delay_ns &&
         z->release_event_pages && z->reused_since_event * 2 >= z->release_event_pages &&
-        bm_g.opt.release_threshold_pages * z->release_scale * 2 <=
-            bm_g.opt.release_threshold_max_pages) {
+        bm_release_threshold(z) * 2 <= bm_g.opt.release_threshold_max_pages) {
         z->release_scale *= 2;
         z->c.threshold_raised++;
         z->reused_since_event = 0;      /* the evidence is used up */
     }
 }
 
+unsigned long bm_release_threshold(const struct bm_zone *z)
+{
+    return bm_g.opt.release_threshold_pages * z->release_scale;
+}
+
 void bm_release_maybe(struct bm_zone *z)
 {
     if (list_empty(&z->dirty_list) || bm_g.opt.release_mode == BM_RELEASE_NONE)
         return;
-    unsigned long threshold = bm_g.opt.release_threshold_pages * z->release_scale;
+    unsigned long threshold = bm_release_threshold(z);
     uint64_t now = bm_now_ns(), delay = bm_g.opt.release_delay_ns;
     if (z->nr_dirty_pages > threshold) {
         release_adapt(z, now);
-        threshold = bm_g.opt.release_threshold_pages * z->release_scale;
+        threshold = bm_release_threshold(z);
         if (z->nr_dirty_pages > threshold) {
             z->release_event_ns = now;
             z->reused_since_event = 0;

@@ -61,6 +61,15 @@ void bm_slabs_init(void)
 
 static inline struct bm_page *lru_slab(struct bm_list *l) { return lru_to_page(l); }
 
+/* The owner enters a slow path: its heap's lock, and a tick that tells
+ * sweepers it is not quiet (only the owner writes it: no read-modify-write). */
+static inline void heap_lock_tick(struct bm_heap *h)
+{
+    bm_spin_lock(&h->lock);
+    atomic_store_explicit(&h->ticks, atomic_load_explicit(&h->ticks, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+}
+
 static struct bm_page *slab_new(struct bm_heap *h, unsigned cls)
 {
     const struct bm_class *c = &bm_classes[cls];
@@ -305,9 +314,7 @@ BM_COLD void *bm_malloc_slow(struct bm_heap *h, unsigned cls)
         if (!h)
             return NULL;
     }
-    bm_spin_lock(&h->lock);
-    atomic_store_explicit(&h->ticks, atomic_load_explicit(&h->ticks, memory_order_relaxed) + 1,
-                          memory_order_relaxed);
+    heap_lock_tick(h);
     struct bm_page *s = h->cur[cls];
     if (s != &bm_slab_empty) {
         /* Keep the current slab while collecting gives it a good share of
@@ -410,9 +417,7 @@ void bm_free_local(struct bm_heap *h, struct bm_page *s, void *p, const char *fn
         bm_fatal_bad_pointer(fn, p, "double free");
     if (!slab_block_ok(s, (uintptr_t)p))
         bm_fatal_bad_pointer(fn, p, "invalid pointer (inside a slab but not at a block start)");
-    bm_spin_lock(&h->lock);
-    atomic_store_explicit(&h->ticks, atomic_load_explicit(&h->ticks, memory_order_relaxed) + 1,
-                          memory_order_relaxed);
+    heap_lock_tick(h);
     bm_bin_flush(h, cls);
     bm_spin_unlock(&h->lock);
     *(void **)p = NULL;

@@ -39,7 +39,7 @@ void bm_slab_trim_class(struct bm_heap *h, unsigned cls);      /* bm_trim */
 void bm_slab_sweep_class(struct bm_heap *h, unsigned cls);     /* heap lock held */
 /* Sweep the queues of other threads' heaps: the quiet ones (no slow path
  * since the last look, at most every 100 ms), or all of them (bm_trim). */
-void bm_heaps_sweep(struct bm_heap *self, bool all);
+bool bm_heaps_sweep(struct bm_heap *self, bool all);
 unsigned long bm_slab_reclaim_abandoned(void);
 void bm_slab_fork_locks(enum bm_fork_step step);
 enum bm_list_verdict { BM_LIST_OK, BM_LIST_FOREIGN, BM_LIST_TWICE };

@@ -68,7 +68,7 @@ static void snapshot(struct bm_zone *z, struct bm_zone_stats *s)
     s->released_pages = z->c.released_pages;
     s->reused_pages = z->c.reused_pages;
     s->threshold_raised = z->c.threshold_raised;
-    s->release_threshold_pages = bm_g.opt.release_threshold_pages * z->release_scale;
+    s->release_threshold_pages = bm_release_threshold(z);
     s->enomem = z->c.enomem;
     s->zeroed_allocs = z->c.zeroed_allocs;
     bm_mutex_unlock(&z->lock);

@@ -370,6 +370,21 @@ static int free_stale(struct slot *s)
     return state == ST_ON;
 }
 
+/* Block p of n bytes is live as id from now on: in the table and in the
+ * live and peak counts. */
+static void track(void *p, uint64_t n, uint32_t id)
+{
+    struct slot ns = { (uintptr_t)p, n, id };
+    table_put(table, table_bits, &ns);
+    table_count++;
+    live_bytes += n;
+    live_blocks++;
+    if (live_bytes > peak_live_bytes)
+        peak_live_bytes = live_bytes;
+    if (live_blocks > peak_live_blocks)
+        peak_live_blocks = live_blocks;
+}
+
 /* A new block p of n bytes: returns its ID, or -1 if tracing had to stop.
  * If p is still in the table, it was freed behind the tracer's back (by a
  * path that does not go through these functions): the old block is written
@@ -384,15 +399,7 @@ static int64_t remember(void *p, uint64_t n)
         stop_recording();
         return -1;
     }
-    struct slot ns = { (uintptr_t)p, n, id };
-    table_put(table, table_bits, &ns);
-    table_count++;
-    live_bytes += n;
-    live_blocks++;
-    if (live_bytes > peak_live_bytes)
-        peak_live_bytes = live_bytes;
-    if (live_blocks > peak_live_blocks)
-        peak_live_blocks = live_blocks;
+    track(p, n, id);
     return id;
 }
 
@@ -481,16 +488,8 @@ static void rec_realloc(void *p, void *q, uint64_t n)
         if (!free_stale(stale))
             return;
     }
-    struct slot ns = { (uintptr_t)q, n, new_id };
-    table_put(table, table_bits, &ns);
-    table_count++;
+    track(q, n, new_id);
     id_put(old_id);
-    live_bytes += n;
-    live_blocks++;
-    if (live_bytes > peak_live_bytes)
-        peak_live_bytes = live_bytes;
-    if (live_blocks > peak_live_blocks)
-        peak_live_blocks = live_blocks;
     put_str("r ");
     put_u64(old_id);
     put_char(' ');

@@ -22,10 +22,12 @@ if [ ! -f build/bm_config.h ]; then
   echo "fuzz: build/bm_config.h is missing (scripts/build.sh first)"
   echo "0 passed, 1 failed"; exit 1
 fi
-core=(alloc buddy check fmt fork heap init large options os pages pcp region release
-      size_class slab stats)
+# the core library (src/meson.build's bm_core): every source but the
+# standard names (override.c) and the C++ operators (new_delete.c)
 srcs=()
-for f in "${core[@]}"; do srcs+=("src/$f.c"); done
+for f in src/*.c; do
+  case $f in src/override.c|src/new_delete.c) ;; *) srcs+=("$f") ;; esac
+done
 newest=$(ls -t "${srcs[@]}" src/*.h include/*.h tests/fuzz/fuzz_malloc.c build/bm_config.h | head -1)
 if [ ! -x "$out/bm-fuzz" ] || [ "$newest" -nt "$out/bm-fuzz" ]; then
   echo "fuzz: building $out/bm-fuzz with $cc"

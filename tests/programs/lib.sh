@@ -181,6 +181,31 @@ same_output() {
     fi
 }
 
+# python_compare SCRIPT END_REGEX: python3 runs SCRIPT (in tests/programs)
+# under glibc, then under buddymalloc with the probe file $TMP/probe
+# (bmprobe.py); the buddymalloc run must print a line matching END_REGEX
+# and both runs the same output.
+python_compare() {
+    local script=$PROG_DIR/$1 end=$2
+    run_as glibc glibc 120 "$PYTHON" "$script"
+    BM_PROBE_FILE=$TMP/probe run_as bm bm 120 "$PYTHON" "$script"
+    grep -qE "$end" "$TMP/bm.out" || fail "the workload did not reach its end under buddymalloc"
+    same_output "$TMP/glibc.out" "$TMP/bm.out" "the workload's output"
+}
+
+# decompress_both TIMEOUT PROG ARGS...: PROG ARGS c-glibc.out under glibc and
+# PROG ARGS c-bm.out under buddymalloc (outputs d-glibc, d-bm, in the
+# current directory) must both give back the input whose sha256 is $want.
+decompress_both() {
+    local timeout=$1
+    shift
+    run_as glibc d-glibc "$timeout" "$@" c-glibc.out
+    run_as bm d-bm "$timeout" "$@" c-bm.out
+    [[ $(sha256sum <d-glibc.out) == "$want" ]] || fail "the round trip under glibc does not give the input back"
+    [[ $(sha256sum <d-bm.out) == "$want" ]] ||
+        fail "the round trip under buddymalloc does not give the input back ($(cmp input d-bm.out 2>&1 | head -n 1))"
+}
+
 # expect_file FILE EXPECTED WHAT: FILE must equal EXPECTED.
 expect_file() {
     local f=$1 e=$2 what=$3

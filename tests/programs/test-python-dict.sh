@@ -8,11 +8,7 @@ prog_init "$@"
 find_python
 python_env
 
-run_as glibc glibc 120 "$PYTHON" "$PROG_DIR/py_dict_strings.py"
-BM_PROBE_FILE=$TMP/probe run_as bm bm 120 "$PYTHON" "$PROG_DIR/py_dict_strings.py"
-
-grep -q '^final 200000 ' "$TMP/bm.out" || fail "the workload did not reach its end under buddymalloc"
-same_output "$TMP/glibc.out" "$TMP/bm.out" "the workload's output"
+python_compare py_dict_strings.py '^final 200000 '
 
 # About 13.7 million small allocations measured.
 check_served "$TMP/bm.stats" '^python' 1000000

@@ -12,11 +12,7 @@ prog_init "$@"
 find_python
 python_env
 
-run_as glibc glibc 120 "$PYTHON" "$PROG_DIR/py_multiprocessing.py"
-BM_PROBE_FILE=$TMP/probe run_as bm bm 120 "$PYTHON" "$PROG_DIR/py_multiprocessing.py"
-
-grep -qx 'multiprocessing ok' "$TMP/bm.out" || fail "the workload did not reach its end under buddymalloc"
-same_output "$TMP/glibc.out" "$TMP/bm.out" "the workload's output"
+python_compare py_multiprocessing.py '^multiprocessing ok$'
 
 # The parent: about 11.5 million small allocations measured.
 check_served "$TMP/bm.stats" '^python' 1000000

@@ -21,10 +21,7 @@ blocks=$(xz -lv --robot c-bm.out | awk '$1 == "totals" { print $3 }')
 note "compressed $(stat -c %s input) bytes to $(stat -c %s c-bm.out) in $blocks blocks"
 ((blocks >= 8)) || fail "expected at least 8 xz blocks (threads need several), got '$blocks'"
 
-run_as glibc d-glibc 120 xz -d -T2 -c c-glibc.out
-run_as bm d-bm 120 xz -d -T2 -c c-bm.out
-[[ $(sha256sum <d-glibc.out) == "$want" ]] || fail "the round trip under glibc does not give the input back"
-[[ $(sha256sum <d-bm.out) == "$want" ]] || fail "the round trip under buddymalloc does not give the input back ($(cmp input d-bm.out 2>&1 | head -n 1))"
+decompress_both 120 xz -d -T2 -c
 run_as bm t-bm 60 xz -t -T2 c-bm.out
 
 check_served "$TMP/c-bm.stats" '^xz$' 5

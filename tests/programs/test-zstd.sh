@@ -19,10 +19,7 @@ run_as bm c-bm 120 zstd -q -T2 -12 -B2MiB -c input
 cmp -s c-glibc.out c-bm.out || fail "zstd made other compressed bytes under buddymalloc ($(cmp c-glibc.out c-bm.out 2>&1 | head -n 1))"
 note "compressed $(stat -c %s input) bytes to $(stat -c %s c-bm.out)"
 
-run_as glibc d-glibc 120 zstd -q -d -c c-glibc.out
-run_as bm d-bm 120 zstd -q -d -c c-bm.out
-[[ $(sha256sum <d-glibc.out) == "$want" ]] || fail "the round trip under glibc does not give the input back"
-[[ $(sha256sum <d-bm.out) == "$want" ]] || fail "the round trip under buddymalloc does not give the input back ($(cmp input d-bm.out 2>&1 | head -n 1))"
+decompress_both 120 zstd -q -d -c
 run_as bm t-bm 60 zstd -q -t c-bm.out
 
 check_served "$TMP/c-bm.stats" '^zstd$' 8
