@@ -140,7 +140,8 @@ struct bm_malloc_stats {
 int bm_malloc_stats(struct bm_malloc_stats *out);
 
 /* Fault injection, for tests: the nth call from now to the kernel's "mmap"
- * (mmap and mremap) or "madvise" fails, and the count - 1 after it; nth = 0
+ * (mmap and mremap), "madvise" or "mprotect" (the guard pages of
+ * harden=secure) fails, and the count - 1 after it; nth = 0
  * disarms. 0, or -1 with EINVAL for another name. The options fail_mmap,
  * fail_mmap_count, fail_madvise, fail_madvise_count do the same from
  * start-up. */

@@ -199,7 +199,9 @@ void *bm_memalign_impl(size_t align, size_t size)
         return bm_malloc_inline(size < 16 ? 16 : size);
     if (size <= BM_SLAB_MAX && align <= BM_SLAB_MAX) {
         /* a class whose size is a multiple of align: its blocks are aligned,
-         * slabs being aligned to at least their block size */
+         * slabs being aligned to at least their block size. The class table
+         * is built at bootstrap, which this may be the first call of. */
+        bm_ensure_init();
         for (unsigned c = bm_size_to_class(size); c < BM_NR_CLASSES; c++)
             if (bm_classes[c].size % align == 0)
                 return bm_malloc_class(c);

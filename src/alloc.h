@@ -13,6 +13,7 @@
 #ifndef BM_ALLOC_H
 #define BM_ALLOC_H
 
+#include "freelist.h"
 #include "internal.h"
 #include "size_class.h"
 
@@ -22,6 +23,12 @@ extern __thread struct bm_heap *bm_tls_heap __attribute__((tls_model("initial-ex
 void *bm_malloc_slow(struct bm_heap *h, unsigned cls);
 void bm_bin_flush(struct bm_heap *h, unsigned cls);
 #define BIN_MAX 8               /* blocks a class's bin holds at most */
+/* bin_n of an empty bin: BIN_MAX when bins are off (harden=secure), so the
+ * free fast path's room test fails without a test of its own */
+static inline uint32_t bm_bin_empty_n(void)
+{
+    return bm_g.opt.harden >= BM_HARDEN_SECURE ? BIN_MAX : 0;
+}
 void bm_free_local(struct bm_heap *h, struct bm_page *slab, void *p, const char *fn);
 void bm_free_slab_slow(struct bm_page *slab, void *p, struct bm_heap *h, const char *fn);
 /* alloc.c: everything that is not a small block; the API with the name of
@@ -45,7 +52,7 @@ static inline __attribute__((always_inline)) void *bm_malloc_class(unsigned cls)
     struct bm_heap *h = bm_tls_heap;
     void *b = h->bin[cls];
     if (likely(b)) {                /* a block this thread freed lately */
-        h->bin[cls] = *(void **)b;
+        h->bin[cls] = bm_link_pop(b);
         h->bin_n[cls]--;
         h->nalloc[cls]++;
         return b;
@@ -61,7 +68,7 @@ static inline __attribute__((always_inline)) void *bm_malloc_class(unsigned cls)
             return bm_malloc_slow(h, cls);
         s->slab.local_free = NULL;
     }
-    s->slab.free = *(void **)b;
+    s->slab.free = bm_link_pop(b);
     s->slab.used++;
     h->nalloc[cls]++;
     return b;
@@ -119,8 +126,10 @@ static inline __attribute__((always_inline)) void bm_free_to_slab(struct bm_page
     void *top;
     if (likely((atomic_load_explicit(&s->slab.heap, memory_order_relaxed) & ~SLAB_FULL) ==
                (uintptr_t)h)) {
-        if (likely(p != (top = h->bin[cls]) && h->bin_n[cls] < BIN_MAX)) {
-            *(void **)p = top;
+        uintptr_t k = bm_link_slot_key(p);
+        if (likely(p != (top = h->bin[cls]) && h->bin_n[cls] < BIN_MAX &&
+                   !bm_link_looks_free_k(p, k))) {
+            bm_link_set_k(p, top, k);
             h->bin[cls] = p;
             h->bin_n[cls]++;
             h->nfree[cls]++;

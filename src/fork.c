@@ -155,7 +155,7 @@ static bool repair_slab(struct bm_heap *h, struct bm_page *s, unsigned cls, bool
         return false;
     /* blocks of this slab in the bin must be on none of its lists */
     unsigned in_bin = 0;
-    for (void *p = h->bin[cls]; p; p = *(void **)p, in_bin++) {
+    for (void *p = h->bin[cls]; p; p = bm_link_peek(p), in_bin++) {
         if (in_bin > BIN_MAX + 1)
             return false;
         if (block_slab(p, cls) == s) {
@@ -191,14 +191,14 @@ bool bm_fork_heap_repair(struct bm_heap *h)
     for (unsigned c = 0; c < BM_NR_CLASSES; c++) {
         /* the bin: a short list of block starts of slabs of h */
         unsigned n = 0;
-        for (void *p = h->bin[c]; p; p = *(void **)p) {
+        for (void *p = h->bin[c]; p; p = bm_link_peek(p)) {
             struct bm_page *s = block_slab(p, c);
             if (!s || ++n > BIN_MAX + 1 ||
                 (atomic_load_explicit(&s->slab.heap, memory_order_relaxed) & ~SLAB_FULL) !=
                     (uintptr_t)h)
                 return false;
         }
-        h->bin_n[c] = n;
+        h->bin_n[c] = n ? n : bm_bin_empty_n();
         struct bm_page *cur = h->cur[c];
         if (cur != &bm_slab_empty && !repair_slab(h, cur, c, false))
             return false;

@@ -49,7 +49,7 @@ static void heap_reset(struct bm_heap *h)
     for (unsigned c = 0; c < BM_NR_CLASSES; c++) {
         h->cur[c] = &bm_slab_empty;
         h->bin[c] = NULL;
-        h->bin_n[c] = 0;
+        h->bin_n[c] = bm_bin_empty_n();
         h->nalloc[c] = h->nfree[c] = 0;
         h->slab_net[c] = 0;
         list_init(&h->q[c].partial);

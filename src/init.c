@@ -65,6 +65,7 @@ BM_COLD void bm_init_slow(void)
         bm_g.nr_cpus = possible_cpus();
         bm_g.rseq_ok = __rseq_size > 0;
         bm_g.nr_nodes = 1;
+        bm_link_key_init();
         bm_size_classes_init();
         bm_slabs_init();
         bm_heaps_init();

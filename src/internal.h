@@ -209,6 +209,7 @@ static inline int get_pageblock_mt(const struct bm_page *p)
 
 /* ---- time (vDSO, no system call, no allocation) -------------------------- */
 uint64_t bm_now_ns(void);
+void bm_link_key_init(void);        /* os.c: the free-list key (freelist.h) */
 
 /* ---- init.c ------------------------------------------------------------ */
 void bm_init_slow(void);
@@ -226,10 +227,11 @@ static inline struct bm_zone *bm_local_zone(void)
 /* os.c: the kernel's memory calls, through which fault injection works
  * (bm_fault_inject, options fail_mmap / fail_madvise). mmap and mremap
  * count as "mmap". Each returns what the system call does. */
-enum bm_fault_kind { BM_FAULT_MMAP, BM_FAULT_MADVISE, BM_FAULT_KINDS };
+enum bm_fault_kind { BM_FAULT_MMAP, BM_FAULT_MADVISE, BM_FAULT_MPROTECT, BM_FAULT_KINDS };
 void *bm_os_map(size_t len, int extra_flags);
 void *bm_os_remap(void *old, size_t old_len, size_t len);
 int bm_os_advise(void *p, size_t len, int advice);
+int bm_os_protect(void *p, size_t len, bool none);   /* PROT_NONE, or back to read-write */
 void bm_fault_arm(enum bm_fault_kind k, unsigned long nth, unsigned long count);
 
 void bm_options_defaults(struct bm_options *o);

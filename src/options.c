@@ -22,6 +22,7 @@ void bm_options_defaults(struct bm_options *o)
     o->reserve_pageblocks = 1;
     o->release_min_order = 2;                             /* 16 KiB */
     o->verbose = 0;
+    o->harden = BM_HARDEN_DEFAULT;
     o->stats_at_exit = 0;
     o->stats_pid = 0;
     o->fail_mmap = o->fail_madvise = 0;
@@ -29,7 +30,7 @@ void bm_options_defaults(struct bm_options *o)
     o->stats_file[0] = '\0';
 }
 
-enum kind { K_UINT, K_BOOL, K_SIZE, K_MS, K_RELEASE, K_PATH };
+enum kind { K_UINT, K_BOOL, K_SIZE, K_MS, K_RELEASE, K_HARDEN, K_PATH };
 
 struct opt_desc {
     const char *name;
@@ -52,6 +53,7 @@ static const struct opt_desc table[] = {
     { "reserve_pageblocks", K_UINT,    F(reserve_pageblocks),      0, 128 },
     { "release_min_order",  K_UINT,    F(release_min_order),       0, MAX_ORDER - 1 },
     { "verbose",            K_UINT,    F(verbose),                 0, 9 },
+    { "harden",             K_HARDEN,  F(harden),                  1, 2 },
     { "stats",              K_BOOL,    F(stats_at_exit),           0, 1 },
     { "stats_pid",          K_UINT,    F(stats_pid),               0, 1u << 30 },
     { "stats_file",         K_PATH,    F(stats_file),              0, 0 },
@@ -178,6 +180,15 @@ static bool set_one(struct bm_options *o, const char *k, size_t kn, const char *
                 x = BM_RELEASE_FREE;
             else if (eq(v, vn, "none") || eq(v, vn, "off"))
                 x = BM_RELEASE_NONE;
+            else
+                ok = false;
+            break;
+        case K_HARDEN:
+            ok = true;
+            if (eq(v, vn, "default") || eq(v, vn, "1"))
+                x = BM_HARDEN_DEFAULT;
+            else if (eq(v, vn, "secure") || eq(v, vn, "2"))
+                x = BM_HARDEN_SECURE;
             else
                 ok = false;
             break;

@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "fmt.h"
+#include "freelist.h"
 #include "internal.h"
 
 /* ---- zone mutex: slow path ------------------------------------------------ *
@@ -105,6 +106,37 @@ void bm_fatal_bad_pointer(const char *func, const void *p, const char *what)
     abort();
 }
 
+/* ---- free-list link key (freelist.h) -------------------------------------- */
+
+uintptr_t bm_link_key;
+
+/* From getrandom (a system call: no allocation); without it, from the
+ * clock and addresses ASLR placed. Not AT_RANDOM: glibc makes its stack
+ * canary and pointer guard from those bytes, and a leaked key must not
+ * give them away. Bit 63 set: see freelist.h. */
+void bm_link_key_init(void)
+{
+    uint64_t k = 0;
+    if (syscall(SYS_getrandom, &k, sizeof k, 0x1 /* GRND_NONBLOCK */) != (long)sizeof k) {
+        k = bm_now_ns() ^ ((uint64_t)(uintptr_t)&k << 17) ^ (uint64_t)(uintptr_t)&bm_link_key;
+        k *= 0x9e3779b97f4a7c15ull;
+        k ^= k >> 29;
+    }
+    bm_link_key = (uintptr_t)(k | (1ull << 63));
+}
+
+void bm_link_corrupt(const char *fn, const void *slot, uintptr_t decoded)
+{
+    char what[200];
+    struct bm_buf b;
+    bm_buf_mem(&b, what, sizeof what);
+    bm_puts(&b, "heap corruption: the free-list link of this free block decodes to ");
+    bm_putx(&b, decoded);
+    bm_puts(&b, ", not a block (written after it was freed, or overrun from the block before)");
+    bm_buf_finish(&b);
+    bm_fatal_bad_pointer(fn, slot, what);
+}
+
 /* The same, with a size in the message: what before, the size, what after. */
 void bm_fatal_size(const char *func, const void *p, const char *before, size_t size,
                    const char *after)
@@ -176,6 +208,15 @@ int bm_os_advise(void *p, size_t len, int advice)
     return madvise(p, len, advice);
 }
 
+int bm_os_protect(void *p, size_t len, bool none)
+{
+    if (fault_now(BM_FAULT_MPROTECT)) {
+        errno = ENOMEM;             /* as at the limit of mappings */
+        return -1;
+    }
+    return mprotect(p, len, none ? PROT_NONE : PROT_READ | PROT_WRITE);
+}
+
 BM_API int bm_fault_inject(const char *call, unsigned long nth, unsigned long count)
 {
     enum bm_fault_kind k;
@@ -183,6 +224,8 @@ BM_API int bm_fault_inject(const char *call, unsigned long nth, unsigned long co
         k = BM_FAULT_MMAP;
     else if (call && !strcmp(call, "madvise"))
         k = BM_FAULT_MADVISE;
+    else if (call && !strcmp(call, "mprotect"))
+        k = BM_FAULT_MPROTECT;
     else {
         errno = EINVAL;
         return -1;

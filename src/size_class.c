@@ -44,16 +44,25 @@ static uint32_t class_size(unsigned i)
     return (1u << k) + (j + 1) * (1u << (k - 2));
 }
 
+/* Bytes of blocks in a slab of order o: all of it, or all but the last
+ * page, which is a guard page with harden=secure (slab.c). */
+static uint64_t slab_bytes(unsigned o, bool guard)
+{
+    return (BM_PAGE_SIZE << o) - (guard ? BM_PAGE_SIZE : 0);
+}
+
 void bm_size_classes_init(void)
 {
+    bool guard = bm_g.opt.harden >= BM_HARDEN_SECURE;
+    unsigned min_order = guard ? 1 : 0;
     for (unsigned i = 0; i < BM_NR_CLASSES; i++) {
         struct bm_class *c = &bm_classes[i];
         uint32_t size = class_size(i);
         unsigned min_objs = size <= 1024 ? 64 : size <= 8192 ? 8 : 4;
         unsigned best = BM_SLAB_MAX_ORDER + 1;
         for (unsigned fraction = 16; fraction >= 4 && best > BM_SLAB_MAX_ORDER; fraction /= 2) {
-            for (unsigned o = 0; o <= BM_SLAB_MAX_ORDER; o++) {
-                uint64_t bytes = BM_PAGE_SIZE << o, objs = bytes / size;
+            for (unsigned o = min_order; o <= BM_SLAB_MAX_ORDER; o++) {
+                uint64_t bytes = slab_bytes(o, guard), objs = bytes / size;
                 if (objs >= min_objs && bytes - objs * size <= bytes / fraction) {
                     best = o;
                     break;
@@ -62,8 +71,8 @@ void bm_size_classes_init(void)
         }
         if (best > BM_SLAB_MAX_ORDER) {
             uint64_t best_waste = UINT64_MAX;
-            for (unsigned o = 0; o <= BM_SLAB_MAX_ORDER; o++) {
-                uint64_t bytes = BM_PAGE_SIZE << o, objs = bytes / size;
+            for (unsigned o = min_order; o <= BM_SLAB_MAX_ORDER; o++) {
+                uint64_t bytes = slab_bytes(o, guard), objs = bytes / size;
                 uint64_t waste_ppm = objs ? (bytes - objs * size) * 1000000 / bytes : UINT64_MAX;
                 if (waste_ppm < best_waste) {
                     best_waste = waste_ppm;
@@ -74,7 +83,7 @@ void bm_size_classes_init(void)
         c->size = size;
         c->magic = (uint32_t)(((1ULL << 32) + size - 1) / size);
         c->order = (uint8_t)best;
-        c->capacity = (uint16_t)((BM_PAGE_SIZE << best) / size);
+        c->capacity = (uint16_t)(slab_bytes(best, guard) / size);
         /* carve about a page of blocks at a time, so untouched slab memory
          * stays untouched */
         unsigned ext = (unsigned)(BM_PAGE_SIZE / size);

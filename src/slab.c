@@ -70,6 +70,78 @@ static inline void heap_lock_tick(struct bm_heap *h)
                           memory_order_relaxed);
 }
 
+/* ---- harden=secure: guard pages and random block order ------------------ */
+
+struct bm_guard_stats bm_guard_stats;
+
+/* The last page of a slab becomes PROT_NONE: a run off the end of the last
+ * block faults at once. It costs a mprotect per slab made and one per slab
+ * freed, and two mappings each: at the kernel's limit of mappings
+ * (vm.max_map_count) mprotect fails and the slab goes without (counted). */
+static void slab_guard(struct bm_page *s, unsigned order)
+{
+    char *last = (char *)page_to_addr(s) + ((BM_PAGE_SIZE << order) - BM_PAGE_SIZE);
+    if (bm_os_protect(last, BM_PAGE_SIZE, true) == 0)
+        atomic_fetch_add_explicit(&bm_guard_stats.pages, 1, memory_order_relaxed);
+    else
+        atomic_fetch_add_explicit(&bm_guard_stats.failed, 1, memory_order_relaxed);
+}
+
+/* Before the pages go back: the guard page readable again (harmless where
+ * slab_guard failed). If even that fails the pages are kept out of use for
+ * good rather than handed out unreadable. */
+static bool slab_unguard(struct bm_page *s, unsigned order)
+{
+    char *last = (char *)page_to_addr(s) + ((BM_PAGE_SIZE << order) - BM_PAGE_SIZE);
+    if (bm_os_protect(last, BM_PAGE_SIZE, false) == 0)
+        return true;
+    atomic_fetch_add_explicit(&bm_guard_stats.leaked, 1u << order, memory_order_relaxed);
+    return false;
+}
+
+/* A thread's generator for block order (splitmix64), seeded from the
+ * link key, the heap and the clock. */
+static __thread uint64_t shuffle_state __attribute__((tls_model("initial-exec")));
+
+static uint64_t shuffle_next(const struct bm_heap *h)
+{
+    if (!shuffle_state)
+        shuffle_state = bm_link_key ^ (uintptr_t)h ^ bm_now_ns();
+    uint64_t z = (shuffle_state += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+/* Carve every block of a new slab at once, in a random order (a
+ * Fisher-Yates shuffle of the block indices): which block malloc hands out
+ * next, and so what lies next to it, cannot be predicted from the order of
+ * earlier mallocs. The slab is touched whole, unlike slab_extend's lazy
+ * carving. */
+static void slab_carve_shuffled(struct bm_page *s, const struct bm_heap *h)
+{
+    const struct bm_class *c = &bm_classes[s->slab.cls];
+    uint16_t idx[1024];             /* secure classes hold at most 512 */
+    unsigned n = c->capacity < 1024 ? c->capacity : 1024;   /* the rest lazily */
+    for (unsigned i = 0; i < n; i++)
+        idx[i] = (uint16_t)i;
+    for (unsigned i = n - 1; i > 0; i--) {
+        unsigned j = (unsigned)(shuffle_next(h) % (i + 1));
+        uint16_t t = idx[i];
+        idx[i] = idx[j];
+        idx[j] = t;
+    }
+    char *base = (char *)page_to_addr(s);
+    void *next = NULL;
+    for (unsigned i = 0; i < n; i++) {
+        void *b = base + (size_t)idx[i] * c->size;
+        bm_link_set(b, next);
+        next = b;
+    }
+    s->slab.free = next;
+    __atomic_store_n(&s->slab.reserved, (uint16_t)n, __ATOMIC_RELAXED);
+}
+
 static struct bm_page *slab_new(struct bm_heap *h, unsigned cls)
 {
     const struct bm_class *c = &bm_classes[cls];
@@ -89,6 +161,8 @@ static struct bm_page *slab_new(struct bm_heap *h, unsigned cls)
         set_page_flags(&s[i], PG_tail);
     }
     set_page_flags(s, PG_alloc | PG_slab);
+    if (bm_g.opt.harden >= BM_HARDEN_SECURE)
+        slab_guard(s, c->order);
     __atomic_store_n(&h->slab_net[cls], h->slab_net[cls] + 1, __ATOMIC_RELAXED);
     if ((++h->slabs_made & (SWEEP_EVERY - 1)) == 0)
         sweep_due = true;
@@ -109,6 +183,10 @@ static void slab_destroy(struct bm_page *s, struct bm_heap *h)
         __atomic_store_n(&h->slab_net[cls], h->slab_net[cls] - 1, __ATOMIC_RELAXED);
     else
         atomic_fetch_sub_explicit(&bm_slab_stats[cls].slabs, 1, memory_order_relaxed);
+    if (bm_g.opt.harden >= BM_HARDEN_SECURE && !slab_unguard(s, order)) {
+        set_page_flags(s, PG_alloc | PG_internal);
+        return;
+    }
     bm_free_block(s, order);
 }
 
@@ -121,8 +199,8 @@ static void slab_extend(struct bm_page *s)
         n = c->extend;
     char *b = (char *)page_to_addr(s) + (size_t)s->slab.reserved * c->size;
     for (unsigned i = 0; i + 1 < n; i++)
-        *(void **)(b + (size_t)i * c->size) = b + (size_t)(i + 1) * c->size;
-    *(void **)(b + (size_t)(n - 1) * c->size) = s->slab.free;
+        bm_link_set(b + (size_t)i * c->size, b + (size_t)(i + 1) * c->size);
+    bm_link_set(b + (size_t)(n - 1) * c->size, s->slab.free);
     s->slab.free = b;
     /* other threads read it to check a pointer they free */
     __atomic_store_n(&s->slab.reserved, (uint16_t)(s->slab.reserved + n), __ATOMIC_RELAXED);
@@ -142,19 +220,19 @@ static void slab_collect(struct bm_page *s)
     if (!atomic_load_explicit(&s->slab.thread_free, memory_order_relaxed))
         return;
     uintptr_t tf = atomic_exchange_explicit(&s->slab.thread_free, 0, memory_order_acquire);
-    void **tail = (void **)tf;
+    void *tail = (void *)tf, *next;
     unsigned n = 1;
     /* More blocks than were handed out (a double free by other threads,
      * which may also have made the list a cycle): stop counting there. */
-    while (*tail && n <= s->slab.used) {
-        tail = *tail;
+    while ((next = bm_link_next(tail, "malloc")) && n <= s->slab.used) {
+        tail = next;
         n++;
     }
     if (unlikely(n > s->slab.used))
         bm_fatal_bad_pointer("free", (void *)tf,
                              "double free: more blocks freed into the slab by other threads "
                              "than it handed out");
-    *tail = s->slab.free;
+    bm_link_set(tail, s->slab.free);
     s->slab.free = (void *)tf;
     s->slab.used = (uint16_t)(s->slab.used - n);
 }
@@ -292,7 +370,10 @@ static struct bm_page *slab_find(struct bm_heap *h, unsigned cls)
 
     struct bm_page *s = slab_new(h, cls);
     if (s) {
-        slab_extend(s);
+        if (bm_g.opt.harden >= BM_HARDEN_SECURE)
+            slab_carve_shuffled(s, h);
+        else
+            slab_extend(s);
         return s;
     }
     if (fallback) {                 /* out of memory: take what there is */
@@ -339,7 +420,7 @@ BM_COLD void *bm_malloc_slow(struct bm_heap *h, unsigned cls)
     h->cur[cls] = s;
 pop:;
     void *b = s->slab.free;
-    s->slab.free = *(void **)b;
+    s->slab.free = bm_link_pop(b);
     s->slab.used++;
     h->nalloc[cls]++;
     bm_spin_unlock(&h->lock);
@@ -362,7 +443,7 @@ static inline __attribute__((always_inline)) void slab_free_local(struct bm_heap
     uintptr_t owner = atomic_load_explicit(&s->slab.heap, memory_order_relaxed);
     if (s->slab.used == 0 || p == s->slab.local_free || p == s->slab.free)
         bm_fatal_bad_pointer(fn, p, "double free");
-    *(void **)p = s->slab.local_free;
+    bm_link_set(p, s->slab.local_free);
     s->slab.local_free = p;
     s->slab.used--;
     struct bm_heap_class *q = &h->q[cls];
@@ -392,9 +473,9 @@ void bm_bin_flush(struct bm_heap *h, unsigned cls)
 {
     void *rest = h->bin[cls];
     h->bin[cls] = NULL;
-    h->bin_n[cls] = 0;
+    h->bin_n[cls] = bm_bin_empty_n();
     while (rest) {
-        void *next = *(void **)rest;
+        void *next = bm_link_next(rest, "free");
         struct bm_page *s = slab_of_block(rest);
         if (!slab_block_ok(s, (uintptr_t)rest))
             bm_fatal_bad_pointer("free", rest,
@@ -402,6 +483,34 @@ void bm_bin_flush(struct bm_heap *h, unsigned cls)
         slab_free_local(h, s, rest, "free");
         rest = next;
     }
+}
+
+/* Is p on one of the lists that hold free blocks of s: h's bin of its
+ * class (h owns s) or the slab's free, local_free and thread_free lists?
+ * Asked only when p's first word decodes as a link (bm_link_looks_free),
+ * so almost only for a real double free; a false "yes" cannot come from a
+ * live block. Walks are bounded by the slab's capacity: a corrupt list
+ * ends the walk, and the pop that meets it reports it. */
+static bool list_has(const void *head, const void *p, unsigned limit)
+{
+    for (const void *b = head; b && limit; b = bm_link_peek(b), limit--) {
+        if (b == p)
+            return true;
+        if (!bm_addr_in_region((uintptr_t)b))
+            return false;
+    }
+    return false;
+}
+
+static bool block_is_listed(struct bm_heap *h, struct bm_page *s, const void *p)
+{
+    unsigned limit = bm_classes[s->slab.cls].capacity + BIN_MAX + 1;
+    if (h && list_has(h->bin[s->slab.cls], p, limit))
+        return true;
+    if (h && (list_has(s->slab.free, p, limit) || list_has(s->slab.local_free, p, limit)))
+        return true;
+    return list_has((void *)atomic_load_explicit(&s->slab.thread_free, memory_order_acquire), p,
+                    limit);
 }
 
 /*
@@ -417,10 +526,20 @@ void bm_free_local(struct bm_heap *h, struct bm_page *s, void *p, const char *fn
         bm_fatal_bad_pointer(fn, p, "double free");
     if (!slab_block_ok(s, (uintptr_t)p))
         bm_fatal_bad_pointer(fn, p, "invalid pointer (inside a slab but not at a block start)");
+    if (bm_link_looks_free(p) && block_is_listed(h, s, p))
+        bm_fatal_bad_pointer(fn, p, "double free (the block is on a free list)");
     heap_lock_tick(h);
+    if (unlikely(bm_g.opt.harden >= BM_HARDEN_SECURE)) {
+        /* bins off: straight to the slab, where a block freed twice is
+         * found on its lists (slab_free_local) */
+        slab_free_local(h, s, p, fn);
+        bm_spin_unlock(&h->lock);
+        h->nfree[cls]++;
+        return;
+    }
     bm_bin_flush(h, cls);
     bm_spin_unlock(&h->lock);
-    *(void **)p = NULL;
+    bm_link_set(p, NULL);
     h->bin[cls] = p;
     h->bin_n[cls] = 1;
     h->nfree[cls]++;
@@ -442,10 +561,14 @@ BM_COLD void bm_free_slab_slow(struct bm_page *s, void *p, struct bm_heap *h, co
         return;
     }
 
-    /* Another thread's slab (or an abandoned one): one CAS. */
+    /* Another thread's slab (or an abandoned one): one CAS. A block that
+     * looks free is looked for on the slab's thread_free list only: the
+     * others are the owner's, changing under us. */
+    if (bm_link_looks_free(p) && block_is_listed(NULL, s, p))
+        bm_fatal_bad_pointer(fn, p, "double free (the block is on the slab's remote free list)");
     uintptr_t old = atomic_load_explicit(&s->slab.thread_free, memory_order_relaxed);
     do {
-        *(uintptr_t *)p = old;
+        bm_link_set(p, (void *)old);
     } while (!atomic_compare_exchange_weak_explicit(&s->slab.thread_free, &old, (uintptr_t)p,
                                                     memory_order_release,
                                                     memory_order_relaxed));
@@ -597,7 +720,7 @@ enum bm_list_verdict bm_slab_mark_list(const struct bm_page *s, const void *head
 {
     const struct bm_class *k = &bm_classes[s->slab.cls];
     uintptr_t base = (uintptr_t)page_to_addr(s);
-    for (const void *b = head; b; b = *(void *const *)b) {
+    for (const void *b = head; b; b = bm_link_peek(b)) {
         uintptr_t a = (uintptr_t)b;
         if (a < base || !slab_block_ok(s, a)) {
             *where = a - base;

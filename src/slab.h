@@ -34,6 +34,15 @@ struct bm_slab_class_stats {
 };
 extern struct bm_slab_class_stats bm_slab_stats[BM_NR_CLASSES];
 
+/* harden=secure's guard pages (slab.c) */
+struct bm_guard_stats {
+    _Atomic unsigned long pages;        /* slabs given a guard page          */
+    _Atomic unsigned long failed;       /* ... that could not have one       */
+    _Atomic unsigned long leaked;       /* pages kept out of use: the guard
+                                         * could not be lifted               */
+};
+extern struct bm_guard_stats bm_guard_stats;
+
 void bm_slab_release_class(struct bm_heap *h, unsigned cls);   /* thread exit */
 void bm_slab_trim_class(struct bm_heap *h, unsigned cls);      /* bm_trim */
 void bm_slab_sweep_class(struct bm_heap *h, unsigned cls);     /* heap lock held */

@@ -281,7 +281,9 @@ struct bm_heap {
     /* blocks this thread freed into its own slabs, LIFO, at most BIN_MAX
      * per class: malloc takes them back first, whatever slab they are in */
     void *bin[BM_NR_CLASSES];
-    uint32_t bin_n[BM_NR_CLASSES];
+    uint32_t bin_n[BM_NR_CLASSES];  /* blocks in the bin; BIN_MAX while the
+                                     * bin is empty with bins off (harden=
+                                     * secure): every free leaves the fast path */
     uint64_t nalloc[BM_NR_CLASSES]; /* blocks this thread allocated         */
     uint64_t nfree[BM_NR_CLASSES];  /* blocks this thread freed, any owner   */
     uint64_t large_nalloc, large_nfree;  /* runs of pages, as the two above */
@@ -311,6 +313,12 @@ struct bm_heap {
 
 enum bm_release_mode { BM_RELEASE_DONTNEED, BM_RELEASE_FREE, BM_RELEASE_NONE };
 
+/* option harden (docs/malloc.md#hardening) */
+enum bm_harden_level {
+    BM_HARDEN_DEFAULT = 1,          /* checks that cost a few instructions   */
+    BM_HARDEN_SECURE = 2,           /* + no bins, guard pages, random order  */
+};
+
 struct bm_options {
     unsigned long max_regions;      /* regions per process                   */
     int pcp_enabled;
@@ -322,6 +330,7 @@ struct bm_options {
     int reserve_pageblocks;         /* RESERVE pageblocks per zone           */
     unsigned release_min_order;     /* smallest free block given back        */
     int verbose;
+    int harden;                     /* enum bm_harden_level                  */
     int stats_at_exit;              /* print every statistic when the process exits */
     long stats_pid;                 /* ... only in this process (0: in every one) */
     char stats_file[256];           /* ... appended to this file, "" = stderr */

@@ -39,6 +39,11 @@ Test(options, sizes_and_booleans)
     cr_assert_eq(bm_options_parse(&o, ""), 0);
     cr_assert_eq(bm_options_parse(&o, ",,"), 0);
     cr_assert_eq(bm_options_parse(&o, NULL), 0);
+    cr_assert_eq(o.harden, BM_HARDEN_DEFAULT);
+    cr_assert_eq(bm_options_parse(&o, "harden=secure"), 0);
+    cr_assert_eq(o.harden, BM_HARDEN_SECURE);
+    cr_assert_eq(bm_options_parse(&o, "harden=default"), 0);
+    cr_assert_eq(o.harden, BM_HARDEN_DEFAULT);
 }
 
 static void check_rejected(const char *opts)
@@ -60,6 +65,9 @@ Test(options, bad_values_keep_defaults, .init = cr_redirect_stderr)
     check_rejected("pcp=maybe");
     check_rejected("pcp");
     check_rejected("release=sometimes");
+    check_rejected("harden=paranoid");
+    check_rejected("harden=0");
+    check_rejected("harden=3");
     check_rejected("release_threshold=12X");
     check_rejected("release_delay_ms=1.5");
     check_rejected("release_delay_ms=1000000001");
