@@ -43,6 +43,7 @@ void *bm_malloc_large(size_t size, size_t align, bool zero)
         set_page_flags(p, PG_alloc | PG_large);
         bm_large_count(1, (int64_t)npages);
         void *a = page_to_addr(p);
+        bm_vg_malloc(a, size, npages << BM_PAGE_SHIFT, 0);
         if (zero)
             memset(a, 0, size);
         return a;
@@ -54,11 +55,15 @@ void *bm_malloc_large(size_t size, size_t align, bool zero)
             return NULL;
         bm_large_count(1, (int64_t)npages);
         void *a = page_to_addr(p);
+        bm_vg_malloc(a, size, npages << BM_PAGE_SHIFT, zeroed);
         if (zero && !zeroed)
             memset(a, 0, size);
         return a;
     }
-    return bm_huge_alloc(size, align);          /* mmap: zero already */
+    void *a = bm_huge_alloc(size, align);      /* mmap: zero already */
+    if (BM_VG_RUNNING() && a)
+        bm_vg_malloc(a, size, bm_huge_usable(a), 1);
+    return a;
 }
 
 enum kind { K_SLAB, K_LARGE, K_HUGE };
@@ -110,6 +115,7 @@ BM_COLD void bm_free_other(void *p, const char *fn)
         struct bm_page *d;
         size_t usable;
         enum kind k = classify(p, fn, &d, &usable);
+        bm_vg_free(p);
         if (k == K_LARGE)
             bm_large_free(d);
         else                                /* a slab block after all */
@@ -118,6 +124,7 @@ BM_COLD void bm_free_other(void *p, const char *fn)
     }
     if (!bm_huge_free(p))
         bm_fatal_bad_pointer(fn, p, "invalid pointer (not allocated by buddymalloc)");
+    bm_vg_free(p);
 }
 
 void *bm_calloc_fn(size_t n, size_t size)
@@ -128,12 +135,31 @@ void *bm_calloc_fn(size_t n, size_t size)
         return NULL;
     }
     if (likely(total <= BM_SLAB_MAX)) {
-        void *p = bm_malloc_class(bm_size_to_class(total));
+        void *p = bm_malloc_class(bm_size_to_class(total), total);
         if (likely(p))
             memset(p, 0, total);
         return p;
     }
     return bm_malloc_large(total, 0, true);
+}
+
+/* realloc under valgrind: a block stays where it is only while it fits its
+ * slot (memcheck is told its new size); otherwise it moves, with the bytes
+ * the program was given and no more (no run grown in place, no mremap:
+ * memcheck would lose the block). */
+static void *realloc_vg(void *p, size_t n, const char *fn, enum kind k, size_t usable)
+{
+    size_t old = bm_vg_requested(p, usable);
+    if (k != K_HUGE && n <= usable && (n > usable / 2 || (k == K_SLAB && usable <= 16))) {
+        bm_vg_resize(p, old, n, usable);
+        return p;
+    }
+    void *q = bm_malloc_inline(n);
+    if (!q)
+        return NULL;
+    memcpy(q, p, n < old ? n : old);
+    bm_free_inline(p, fn);
+    return q;
 }
 
 void *bm_realloc_fn(void *p, size_t n, const char *fn)
@@ -147,6 +173,8 @@ void *bm_realloc_fn(void *p, size_t n, const char *fn)
     struct bm_page *d;
     size_t usable;
     enum kind k = classify(p, fn, &d, &usable);
+    if (BM_VG_RUNNING())
+        return realloc_vg(p, n, fn, k, usable);
     switch (k) {
     case K_SLAB:
         /* In place while the block is at most twice what is asked. */
@@ -204,7 +232,7 @@ void *bm_memalign_impl(size_t align, size_t size)
         bm_ensure_init();
         for (unsigned c = bm_size_to_class(size); c < BM_NR_CLASSES; c++)
             if (bm_classes[c].size % align == 0)
-                return bm_malloc_class(c);
+                return bm_malloc_class(c, size);
     }
     return bm_malloc_large(size, align, false);
 }
@@ -216,7 +244,7 @@ size_t bm_usable_fn(void *p, const char *fn)
     struct bm_page *d;
     size_t usable;
     classify(p, fn, &d, &usable);
-    return usable;
+    return bm_vg_requested(p, usable);      /* under valgrind: the size asked */
 }
 
 static bool power_of_two(size_t a) { return a && !(a & (a - 1)); }

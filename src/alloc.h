@@ -16,6 +16,7 @@
 #include "freelist.h"
 #include "internal.h"
 #include "size_class.h"
+#include "vg.h"
 
 extern __thread struct bm_heap *bm_tls_heap __attribute__((tls_model("initial-exec")));
 
@@ -47,7 +48,7 @@ size_t bm_usable_fn(void *p, const char *fn);
  * at most the usable size (C's free_sized, after a realloc in place). */
 void bm_free_sized_fn(void *p, size_t size, const char *fn, bool strict);
 
-static inline __attribute__((always_inline)) void *bm_malloc_class(unsigned cls)
+static inline __attribute__((always_inline)) void *malloc_class_raw(unsigned cls)
 {
     struct bm_heap *h = bm_tls_heap;
     void *b = h->bin[cls];
@@ -74,12 +75,20 @@ static inline __attribute__((always_inline)) void *bm_malloc_class(unsigned cls)
     return b;
 }
 
+/* A block of class cls for a request of size bytes (size: for valgrind). */
+static inline __attribute__((always_inline)) void *bm_malloc_class(unsigned cls, size_t size)
+{
+    void *p = malloc_class_raw(cls);
+    bm_vg_malloc(p, size, bm_classes[cls].size, 0);
+    return p;
+}
+
 static inline __attribute__((always_inline)) void *bm_malloc_inline(size_t size)
 {
     if (likely(size <= BM_SMALL_LOOKUP))
-        return bm_malloc_class(bm_class_lookup[(size + 7) >> 3]);
+        return bm_malloc_class(bm_class_lookup[(size + 7) >> 3], size);
     if (likely(size <= BM_SLAB_MAX))
-        return bm_malloc_class(bm_size_to_class(size));
+        return bm_malloc_class(bm_size_to_class(size), size);
     return bm_malloc_large(size, 0, false);
 }
 
@@ -124,6 +133,7 @@ static inline __attribute__((always_inline)) void bm_free_to_slab(struct bm_page
      * not kept alive by a few blocks waiting in the bin. */
     unsigned cls = s->slab.cls;
     void *top;
+    bm_vg_free(p);
     if (likely((atomic_load_explicit(&s->slab.heap, memory_order_relaxed) & ~SLAB_FULL) ==
                (uintptr_t)h)) {
         uintptr_t k = bm_link_slot_key(p);

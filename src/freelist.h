@@ -24,11 +24,15 @@
  * decodes as a link; free uses that to tell a block that is already free
  * at the price of a load and a test (bm_link_looks_free), and confirms it
  * out of line by finding the block on a list (slab.c).
+ *
+ * Under valgrind (vg.h) a free block is no-access to the program; each
+ * access here opens its 8 bytes for the access only (link_open/close).
  */
 #ifndef BM_FREELIST_H
 #define BM_FREELIST_H
 
 #include "internal.h"
+#include "vg.h"
 
 #define BM_LINK_BAD 0xffff800000000007ull   /* above 2^47, or not 8-aligned */
 _Static_assert(BM_VA_BITS == 47, "BM_LINK_BAD and bm_link_looks_free assume 47-bit addresses");
@@ -39,12 +43,30 @@ extern __attribute__((visibility("hidden"))) uintptr_t bm_link_key;             
 BM_COLD __attribute__((noreturn)) void bm_link_corrupt(const char *fn, const void *slot,
                                                        uintptr_t decoded);
 
+#define link_open(slot) BM_VG_DEFINED((slot), sizeof(uintptr_t))
+#define link_close(slot) BM_VG_NOACCESS((slot), sizeof(uintptr_t))
+
+static inline __attribute__((always_inline)) uintptr_t link_word(const void *slot)
+{
+    link_open(slot);
+    uintptr_t w = *(const uintptr_t *)slot;
+    link_close(slot);
+    return w;
+}
+
+static inline __attribute__((always_inline)) void link_store(void *slot, uintptr_t w)
+{
+    link_open(slot);
+    *(uintptr_t *)slot = w;
+    link_close(slot);
+}
+
 static inline __attribute__((always_inline)) uintptr_t bm_link_decode(const void *slot)
 {
 #if BM_HARDEN_LINKS
-    return *(const uintptr_t *)slot ^ bm_link_key ^ (uintptr_t)slot;
+    return link_word(slot) ^ bm_link_key ^ (uintptr_t)slot;
 #else
-    return *(const uintptr_t *)slot;
+    return link_word(slot);
 #endif
 }
 
@@ -61,7 +83,7 @@ static inline __attribute__((always_inline)) uintptr_t bm_link_encode(const void
 /* Store next as slot's link. */
 static inline __attribute__((always_inline)) void bm_link_set(void *slot, const void *next)
 {
-    *(uintptr_t *)slot = bm_link_encode(slot, next);
+    link_store(slot, bm_link_encode(slot, next));
 }
 
 /* The next block after slot, checked: a corrupt link aborts with its
@@ -86,7 +108,7 @@ static inline __attribute__((always_inline)) void *bm_link_pop(void *slot)
 {
     void *n = bm_link_next(slot, "malloc");
 #if BM_HARDEN_LINKS
-    *(uintptr_t *)slot = 0;
+    link_store(slot, 0);
 #endif
     return n;
 }
@@ -115,7 +137,7 @@ static inline __attribute__((always_inline)) uintptr_t bm_link_slot_key(const vo
 static inline __attribute__((always_inline)) void bm_link_set_k(void *slot, const void *next,
                                                                 uintptr_t k)
 {
-    *(uintptr_t *)slot = (uintptr_t)next ^ k;
+    link_store(slot, (uintptr_t)next ^ k);
 }
 
 /* Could p, a block being freed, be free already? Its word decodes to a
@@ -126,7 +148,7 @@ static inline __attribute__((always_inline)) bool bm_link_looks_free_k(const voi
 #if BM_HARDEN_LINKS
     /* the BM_LINK_BAD test as a rotate and a 32-bit mask: the free fast
      * path has no register to spare for a 64-bit one */
-    uintptr_t n = *(const uintptr_t *)p ^ k;
+    uintptr_t n = link_word(p) ^ k;
     return !(((n << 17) | (n >> 47)) & 0xfffff);
 #else
     (void)p;

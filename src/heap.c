@@ -85,6 +85,7 @@ BM_COLD struct bm_heap *bm_heap_create(void)
         set_page_flags(pg, PG_alloc | PG_internal);
         nr_heap_pages++;
         char *base = page_to_addr(pg);
+        BM_VG_UNDEFINED(base, BM_PAGE_SIZE);
         size_t n = BM_PAGE_SIZE / sizeof(struct bm_heap);
         for (size_t i = 1; i < n; i++) {
             struct bm_heap *extra = (struct bm_heap *)(base + i * sizeof(struct bm_heap));

@@ -6,6 +6,7 @@
 
 #include "buddymalloc.h"
 #include "internal.h"
+#include "vg.h"
 #include "pcp.h"
 #include "slab.h"
 
@@ -87,7 +88,10 @@ BM_API void *bm_alloc_pages(unsigned order, unsigned gfp)
         return NULL;
     }
     struct bm_page *p = alloc_block(order, gfp_migratetype(order, gfp), gfp);
-    return likely(p) ? page_to_addr(p) : NULL;
+    if (unlikely(!p))
+        return NULL;
+    bm_vg_malloc(page_to_addr(p), BM_PAGE_SIZE << order, BM_PAGE_SIZE << order, 0);
+    return page_to_addr(p);
 }
 
 /* The descriptor of an allocated block starting at addr, or NULL with *why
@@ -124,6 +128,7 @@ BM_API void bm_free_pages(void *addr, unsigned order)
     if (unlikely(p->order != order))
         bm_fatal_bad_pointer("bm_free_pages", addr,
                              "order differs from the order the block was allocated with");
+    bm_vg_free(addr);
     free_block(p, order);
 }
 

@@ -16,6 +16,7 @@
  * list's migrate type.
  */
 #include "internal.h"
+#include "vg.h"
 #include "pcp.h"
 
 /*
@@ -60,6 +61,7 @@ void bm_pcp_setup(struct bm_zone *z)
     p->flags = PG_alloc | PG_internal;
     p->mt = MIGRATE_SLAB;
     struct bm_pcp *pcp = page_to_addr(p);
+    BM_VG_UNDEFINED(pcp, BM_PAGE_SIZE << order);
     for (int c = 0; c < bm_g.nr_cpus; c++) {
         atomic_store_explicit(&pcp[c].lock.v, 0, memory_order_relaxed);
         pcp[c].count = 0;
