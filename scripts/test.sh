@@ -9,54 +9,50 @@ bash scripts/build.sh || { echo "build failed"; echo "0 passed, 1 failed"; exit 
 meson test -C build --no-rebuild --print-errorlogs "$@"
 status=$?
 
-# The Criterion suites (meson suite 'core') once more, built with
-# AddressSanitizer and UBSan: the allocator's own code under the sanitizers.
-# Only they can: the programs that replace malloc cannot run under ASan,
-# which replaces it too. Run with the whole suite (no arguments); SANITIZE=0
-# skips it.
 logs=(build/meson-logs/testlog.json)
-asan_build_failed=0
+failed_builds=''
+
+# extra_build DIR SUITE "SETUP ARGS" [ENV=VALUE...]: set up DIR once with
+# those meson options, build it, run SUITE there with the environment given.
+extra_build() {
+  local dir=$1 suite=$2 setup=$3
+  shift 3
+  # shellcheck disable=SC2086  # setup holds several options
+  [ -f "$dir/build.ninja" ] || meson setup "$dir" $setup >/dev/null
+  if ninja -C "$dir" >/dev/null; then
+    env "$@" meson test -C "$dir" --no-rebuild --print-errorlogs --suite "$suite" || status=1
+    logs+=("$dir/meson-logs/testlog.json")
+  else
+    echo "the build in $dir failed"
+    failed_builds="$failed_builds $dir"
+    status=1
+  fi
+}
+
+# Only with the whole suite (no arguments):
+#  - the Criterion suites (meson suite 'core') once more, built with
+#    AddressSanitizer and UBSan: the allocator's own code under the
+#    sanitizers. Only they can: the programs that replace malloc cannot run
+#    under ASan, which replaces it too. detect_leaks=0: LeakSanitizer would
+#    only see Criterion's own memory (it leaks 48 bytes when a test is
+#    skipped); the allocator's is mmapped. SANITIZE=0 skips it.
+#  - valgrind's memcheck on programs linked with a buddymalloc built with
+#    client requests (-Dvalgrind=enabled): leaks and invalid accesses
+#    reported, a correct program clean. VALGRIND=0 skips it.
 if [ $# -eq 0 ] && [ "${SANITIZE:-1}" != 0 ]; then
-  if [ ! -f build-asan/build.ninja ]; then
-    meson setup build-asan -Db_sanitize=address,undefined -Db_lundef=false \
-      -Dbuildtype=debugoptimized >/dev/null
-  fi
-  if ninja -C build-asan >/dev/null; then
-    # detect_leaks=0: LeakSanitizer would only see Criterion's own memory
-    # (it leaks 48 bytes when a test is skipped); the allocator's is mmapped
-    UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ASAN_OPTIONS=detect_leaks=0 \
-      meson test -C build-asan --no-rebuild --print-errorlogs --suite core || status=1
-    logs+=(build-asan/meson-logs/testlog.json)
-  else
-    echo "the AddressSanitizer build failed"
-    asan_build_failed=1
-    status=1
-  fi
+  extra_build build-asan core "-Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debugoptimized" \
+    UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 ASAN_OPTIONS=detect_leaks=0
 fi
-
-# valgrind's memcheck on programs linked with a buddymalloc built with
-# client requests (-Dvalgrind=enabled, its own build tree): leaks and
-# invalid accesses reported, a correct program clean. VALGRIND=0 skips it.
 if [ $# -eq 0 ] && [ "${VALGRIND:-1}" != 0 ]; then
-  if [ ! -f build-valgrind/build.ninja ]; then
-    meson setup build-valgrind -Dvalgrind=enabled >/dev/null
-  fi
-  if ninja -C build-valgrind >/dev/null; then
-    meson test -C build-valgrind --no-rebuild --print-errorlogs --suite valgrind || status=1
-    logs+=(build-valgrind/meson-logs/testlog.json)
-  else
-    echo "the valgrind build failed"
-    asan_build_failed=1
-    status=1
-  fi
+  extra_build build-valgrind valgrind "-Dvalgrind=enabled"
 fi
 
-ASAN_BUILD_FAILED=$asan_build_failed python3 - "${logs[@]}" <<'PY'
+FAILED_BUILDS=$failed_builds python3 - "${logs[@]}" <<'PY'
 import json, os, re, sys
 passed = failed = 0
 rows = []
-if os.environ.get("ASAN_BUILD_FAILED") == "1":
-    rows.append(("asan or valgrind: build", "FAIL", 0, 1, 0))
+for d in os.environ.get("FAILED_BUILDS", "").split():
+    rows.append((d + ": build", "FAIL", 0, 1, 0))
     failed += 1
 syn = re.compile(r"Synthesis: Tested: (\d+) \| Passing: (\d+) \| Failing: (\d+) \| Crashing: (\d+)")
 plain = re.compile(r"^(\d+) passed, (\d+) failed", re.M)
