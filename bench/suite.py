@@ -62,8 +62,9 @@ def ldconfig_path(soname):
 
 
 class Allocator:
-    def __init__(self, key, name, preload, package):
+    def __init__(self, key, name, preload, package, options=None):
         self.key, self.name, self.preload, self.package = key, name, preload, package
+        self.options = options          # BUDDYMALLOC_OPTIONS for this column
         self.version = ""
 
     def env(self, base=None):
@@ -72,25 +73,36 @@ class Allocator:
         env.pop("BUDDYMALLOC_OPTIONS", None)
         if self.preload:
             env["LD_PRELOAD"] = self.preload
+        if self.options:
+            env["BUDDYMALLOC_OPTIONS"] = self.options
         return env
 
 
 def allocators(build, wanted):
+    """The columns: the allocators found, in the order of the table. Two
+    are variants of buddymalloc, run only when asked for by name (bench/
+    harden.sh): bm-secure (harden=secure) and bm-plain (the library of
+    build-plain, built with -Dfreelist_hardening=false)."""
     found = []
+    lib = os.path.join(build, "src", "libbuddymalloc.so")
+    plain = os.path.join(os.path.dirname(os.path.abspath(build)), "build-plain", "src",
+                         "libbuddymalloc.so")
     table = [
-        ("buddymalloc", "buddymalloc", os.path.join(build, "src", "libbuddymalloc.so"), None),
+        ("buddymalloc", "buddymalloc", lib, None),
+        ("bm-secure", "buddymalloc harden=secure", lib, None, "harden=secure"),
+        ("bm-plain", "buddymalloc without hardening", plain, None),
         ("jemalloc", "jemalloc", ldconfig_path("libjemalloc.so.2"), "libjemalloc2"),
         ("mimalloc", "mimalloc", ldconfig_path("libmimalloc.so.2"), "libmimalloc2.0"),
         ("tcmalloc", "tcmalloc", ldconfig_path("libtcmalloc_minimal.so.4"), "libtcmalloc-minimal4"),
         ("glibc", "glibc", None, "libc6"),
     ]
-    for key, name, path, pkg in table:
-        if wanted and key not in wanted:
+    for key, name, path, pkg, *opts in table:
+        if (wanted and key not in wanted) or (not wanted and key.startswith("bm-")):
             continue
         if key != "glibc" and (not path or not os.path.exists(path)):
             log("%s: library not found (package %s): column skipped" % (name, pkg))
             continue
-        a = Allocator(key, name, path, pkg)
+        a = Allocator(key, name, path, pkg, opts[0] if opts else None)
         if not preload_works(a):
             log("%s: LD_PRELOAD=%s does not load: column skipped" % (name, path))
             continue
@@ -99,7 +111,7 @@ def allocators(build, wanted):
                                capture_output=True, text=True)
             a.version = q.stdout.strip()
         else:
-            a.version = "this tree (%s)" % git_describe()
+            a.version = "this tree (%s)%s" % (git_describe(), ", " + name[12:] if key != "buddymalloc" else "")
         found.append(a)
     if not any(a.key == "jemalloc" for a in found):
         log("jemalloc is missing: ratios cannot be computed (scripts/deps.sh installs it)")
@@ -637,7 +649,7 @@ def main():
     ap.add_argument("--rounds", type=int, help="rounds (default 5, --quick 2)")
     ap.add_argument("--only", help="comma-separated workload names")
     ap.add_argument("--allocators", help="comma-separated: buddymalloc,jemalloc,mimalloc,"
-                    "tcmalloc,glibc")
+                    "tcmalloc,glibc (and bm-secure, bm-plain: bench/harden.sh)")
     ap.add_argument("--out", help="output directory")
     ap.add_argument("--record", action="store_true", help="write into docs/bench")
     ap.add_argument("--build", default=os.path.join(ROOT, "build"), help="meson build dir")

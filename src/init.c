@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "fmt.h"
 #include "internal.h"
 #include "slab.h"
 
@@ -50,6 +51,50 @@ static void zone_bootstrap(struct bm_zone *z, int node)
     bm_mutex_unlock(&z->lock);
 }
 
+/* verbose=1: what this process runs with, once, at bootstrap. */
+static void announce(void)
+{
+    static const char *const harden[] = { "", "default", "secure" };
+    static const char *const thp[] = { "default", "always", "never" };
+    static const char *const numa[] = { "local", "interleave", "bind", "preferred" };
+    static const char *const release[] = { "dontneed", "free", "none" };
+    const struct bm_options *o = &bm_g.opt;
+    char scratch[512];
+    struct bm_buf b;
+    bm_buf_fd(&b, 2, scratch, sizeof scratch);
+    bm_puts(&b, "buddymalloc " BM_VERSION ": pid ");
+    bm_puti(&b, getpid(), 0);
+    bm_puts(&b, ", ");
+    bm_putu(&b, (unsigned)bm_g.nr_cpus, 0);
+    bm_puts(&b, " CPUs, ");
+    bm_putu(&b, (unsigned)bm_g.nr_nodes, 0);
+    bm_puts(&b, " node(s); harden=");
+    bm_puts(&b, harden[o->harden]);
+    bm_puts(&b, BM_HARDEN_LINKS ? " (links encoded)" : " (links plain: built without)");
+    bm_puts(&b, ", thp=");
+    bm_puts(&b, thp[o->thp]);
+    bm_puts(&b, ", numa=");
+    bm_puts(&b, numa[o->numa_policy]);
+    if (o->numa_nodes) {
+        bm_puts(&b, " nodes ");
+        bm_putx(&b, o->numa_nodes);
+    }
+    bm_puts(&b, ", pcp=");
+    bm_puts(&b, o->pcp_enabled ? "on" : "off");
+    bm_puts(&b, ", release=");
+    bm_puts(&b, release[o->release_mode]);
+    bm_puts(&b, " after ");
+    bm_putu(&b, o->release_delay_ns / 1000000, 0);
+    bm_puts(&b, " ms or above ");
+    bm_putu(&b, (o->release_threshold_pages << BM_PAGE_SHIFT) >> 10, 0);
+    bm_puts(&b, " KiB free (up to ");
+    bm_putu(&b, (o->release_threshold_max_pages << BM_PAGE_SHIFT) >> 10, 0);
+    bm_puts(&b, " KiB)");
+    bm_puts(&b, BM_VALGRIND ? ", valgrind client requests on" : "");
+    bm_putc(&b, '\n');
+    bm_buf_finish(&b);
+}
+
 /* Out of line and cold: runs once. Concurrent first callers wait on a spin
  * lock; nothing here can call back into the allocator. */
 BM_COLD void bm_init_slow(void)
@@ -66,6 +111,8 @@ BM_COLD void bm_init_slow(void)
         bm_g.rseq_ok = __rseq_size > 0;
         bm_g.nr_nodes = 1;
         bm_link_key_init();
+        if (bm_g.opt.verbose)
+            announce();
         bm_size_classes_init();
         bm_slabs_init();
         bm_heaps_init();

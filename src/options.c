@@ -23,6 +23,9 @@ void bm_options_defaults(struct bm_options *o)
     o->release_min_order = 2;                             /* 16 KiB */
     o->verbose = 0;
     o->harden = BM_HARDEN_DEFAULT;
+    o->thp = BM_THP_DEFAULT;
+    o->numa_policy = BM_NUMA_LOCAL;
+    o->numa_nodes = 0;
     o->stats_at_exit = 0;
     o->stats_pid = 0;
     o->fail_mmap = o->fail_madvise = 0;
@@ -30,7 +33,7 @@ void bm_options_defaults(struct bm_options *o)
     o->stats_file[0] = '\0';
 }
 
-enum kind { K_UINT, K_BOOL, K_SIZE, K_MS, K_RELEASE, K_HARDEN, K_PATH };
+enum kind { K_UINT, K_BOOL, K_SIZE, K_MS, K_RELEASE, K_HARDEN, K_THP, K_NUMA, K_PATH };
 
 struct opt_desc {
     const char *name;
@@ -54,6 +57,8 @@ static const struct opt_desc table[] = {
     { "release_min_order",  K_UINT,    F(release_min_order),       0, MAX_ORDER - 1 },
     { "verbose",            K_UINT,    F(verbose),                 0, 9 },
     { "harden",             K_HARDEN,  F(harden),                  1, 2 },
+    { "thp",                K_THP,     F(thp),                     0, 2 },
+    { "numa",               K_NUMA,    F(numa_policy),             0, 3 },
     { "stats",              K_BOOL,    F(stats_at_exit),           0, 1 },
     { "stats_pid",          K_UINT,    F(stats_pid),               0, 1u << 30 },
     { "stats_file",         K_PATH,    F(stats_file),              0, 0 },
@@ -98,6 +103,66 @@ static bool parse_uint(const char *s, size_t n, uint64_t *out, bool size_suffix)
     }
     *out = v;
     return i == n;
+}
+
+/* "0-3+5": a set of nodes below 64, '+' between items (',' separates
+ * options). */
+static bool parse_nodes(const char *s, size_t n, uint64_t *mask)
+{
+    uint64_t m = 0;
+    size_t i = 0;
+    while (i < n) {
+        size_t j = i;
+        while (j < n && s[j] != '+')
+            j++;
+        const char *dash = memchr(s + i, '-', j - i);
+        uint64_t lo, hi;
+        if (dash) {
+            if (!parse_uint(s + i, (size_t)(dash - s - i), &lo, false) ||
+                !parse_uint(dash + 1, (size_t)(s + j - dash - 1), &hi, false))
+                return false;
+        } else if (!parse_uint(s + i, j - i, &lo, false)) {
+            return false;
+        } else {
+            hi = lo;
+        }
+        if (lo > hi || hi > 63)
+            return false;
+        for (uint64_t k = lo; k <= hi; k++)
+            m |= 1ull << k;
+        i = j + 1;
+        if (j + 1 == n)                 /* a trailing '+' */
+            return false;
+    }
+    *mask = m;
+    return m != 0;
+}
+
+/* local | interleave | interleave:NODES | bind:NODES | preferred:NODE */
+static bool parse_numa(const char *v, size_t vn, uint64_t *policy, uint64_t *nodes)
+{
+    const char *colon = memchr(v, ':', vn);
+    size_t wn = colon ? (size_t)(colon - v) : vn;
+    const char *list = colon ? colon + 1 : NULL;
+    size_t ln = colon ? vn - wn - 1 : 0;
+    *nodes = 0;
+    if (eq(v, wn, "local")) {
+        *policy = BM_NUMA_LOCAL;
+        return !colon;
+    }
+    if (eq(v, wn, "interleave")) {
+        *policy = BM_NUMA_INTERLEAVE;
+        return !colon || parse_nodes(list, ln, nodes);
+    }
+    if (eq(v, wn, "bind")) {
+        *policy = BM_NUMA_BIND;
+        return colon && parse_nodes(list, ln, nodes);
+    }
+    if (eq(v, wn, "preferred")) {
+        *policy = BM_NUMA_PREFERRED;
+        return colon && parse_nodes(list, ln, nodes) && !(*nodes & (*nodes - 1));
+    }
+    return false;
 }
 
 static void complain(const char *what, const char *k, size_t kn, const char *v, size_t vn,
@@ -183,6 +248,24 @@ static bool set_one(struct bm_options *o, const char *k, size_t kn, const char *
             else
                 ok = false;
             break;
+        case K_THP:
+            ok = true;
+            if (eq(v, vn, "default"))
+                x = BM_THP_DEFAULT;
+            else if (eq(v, vn, "always") || eq(v, vn, "on"))
+                x = BM_THP_ALWAYS;
+            else if (eq(v, vn, "never") || eq(v, vn, "off"))
+                x = BM_THP_NEVER;
+            else
+                ok = false;
+            break;
+        case K_NUMA: {
+            uint64_t nodes = 0;
+            ok = parse_numa(v, vn, &x, &nodes);
+            if (ok)
+                o->numa_nodes = nodes;
+            break;
+        }
         case K_HARDEN:
             ok = true;
             if (eq(v, vn, "default") || eq(v, vn, "1"))

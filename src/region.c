@@ -14,9 +14,11 @@
  * in buddyinfo as free max-order blocks, never touched.
  */
 #include <errno.h>
+#include <numaif.h>
 #include <string.h>
 #include <sys/mman.h>
 
+#include "fmt.h"
 #include "internal.h"
 #include "vg.h"
 
@@ -48,6 +50,58 @@ static void *reserve_aligned(void)
     return (void *)a;
 }
 
+/* verbose=2: a line per region reserved. */
+static void bm_region_note(const struct bm_region *r)
+{
+    char scratch[160];
+    struct bm_buf b;
+    bm_buf_fd(&b, 2, scratch, sizeof scratch);
+    bm_puts(&b, "buddymalloc: region ");
+    bm_putu(&b, r->index, 0);
+    bm_puts(&b, " reserved at ");
+    bm_putx(&b, r->base);
+    bm_puts(&b, " for node ");
+    bm_putu(&b, (unsigned)r->zone->node, 0);
+    bm_puts(&b, " (");
+    bm_putu(&b, REGION_SIZE >> 20, 0);
+    bm_puts(&b, " MiB)\n");
+    bm_buf_finish(&b);
+}
+
+/*
+ * The options thp and numa, applied to a new region's usable part before
+ * anything touches it (docs/options.md). A policy the kernel refuses (a
+ * node that is not online, a kernel without NUMA) is named once on stderr
+ * and dropped: the regions stay under the process's own policy, as with
+ * numa=local.
+ */
+static void region_policy(struct bm_region *r)
+{
+    char *base = (char *)r + (REGION_FIRST_PAGE << BM_PAGE_SHIFT);
+    size_t len = REGION_SIZE - (REGION_FIRST_PAGE << BM_PAGE_SHIFT);
+    struct bm_options *o = &bm_g.opt;
+    if (o->thp != BM_THP_DEFAULT &&
+        bm_os_advise(base, len, o->thp == BM_THP_ALWAYS ? MADV_HUGEPAGE : MADV_NOHUGEPAGE) != 0 &&
+        o->verbose)
+        bm_message("thp: ", "madvise refused (kernel without transparent huge pages?)");
+    if (o->numa_policy == BM_NUMA_LOCAL)
+        return;
+    static const int mode[] = {
+        [BM_NUMA_INTERLEAVE] = MPOL_INTERLEAVE,
+        [BM_NUMA_BIND] = MPOL_BIND,
+        [BM_NUMA_PREFERRED] = MPOL_PREFERRED,
+    };
+    uint64_t nodes = o->numa_nodes;
+    if (!nodes)                                 /* interleave over every node */
+        nodes = bm_g.nr_nodes >= 64 ? ~0ull : (1ull << bm_g.nr_nodes) - 1;
+    if (syscall(SYS_mbind, base, len, mode[o->numa_policy], &nodes, 8 * sizeof nodes + 1, 0) != 0) {
+        bm_message("BUDDYMALLOC_OPTIONS: numa: ",
+                   "the kernel refused the policy (nodes not online, or no NUMA): "
+                   "numa=local kept");
+        o->numa_policy = BM_NUMA_LOCAL;
+    }
+}
+
 /*
  * Add a region to zone z. Called with the zone lock held when the zone has
  * nothing left; fails (false, errno ENOMEM) at the region limit or when the
@@ -69,6 +123,7 @@ bool bm_region_add(struct bm_zone *z)
         errno = ENOMEM;
         return false;
     }
+    region_policy(r);
     r->magic = BM_REGION_MAGIC;
     r->zone = z;
     r->base = (uintptr_t)r;
@@ -92,6 +147,8 @@ bool bm_region_add(struct bm_zone *z)
 
     if (z->pcp)
         bm_pcp_update_sizes(z);
+    if (bm_g.opt.verbose >= 2)
+        bm_region_note(r);
     return true;
 }
 

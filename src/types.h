@@ -313,6 +313,13 @@ struct bm_heap {
 
 enum bm_release_mode { BM_RELEASE_DONTNEED, BM_RELEASE_FREE, BM_RELEASE_NONE };
 
+/* option thp: transparent huge pages on the regions */
+enum bm_thp { BM_THP_DEFAULT, BM_THP_ALWAYS, BM_THP_NEVER };
+
+/* option numa: the memory policy each region is bound with before first
+ * touch (mbind); local leaves the process's own policy (numactl) in force */
+enum bm_numa_policy { BM_NUMA_LOCAL, BM_NUMA_INTERLEAVE, BM_NUMA_BIND, BM_NUMA_PREFERRED };
+
 /* option harden (docs/malloc.md#hardening) */
 enum bm_harden_level {
     BM_HARDEN_DEFAULT = 1,          /* checks that cost a few instructions   */
@@ -331,6 +338,9 @@ struct bm_options {
     unsigned release_min_order;     /* smallest free block given back        */
     int verbose;
     int harden;                     /* enum bm_harden_level                  */
+    int thp;                        /* enum bm_thp                           */
+    int numa_policy;                /* enum bm_numa_policy                   */
+    uint64_t numa_nodes;            /* its nodes (bit n: node n); 0 = all    */
     int stats_at_exit;              /* print every statistic when the process exits */
     long stats_pid;                 /* ... only in this process (0: in every one) */
     char stats_file[256];           /* ... appended to this file, "" = stderr */

@@ -3,6 +3,8 @@
 #include "helpers.h"
 
 #include <criterion/redirect.h>
+#include <numaif.h>
+#include <sys/syscall.h>
 
 Test(options, every_key_parses)
 {
@@ -68,6 +70,16 @@ Test(options, bad_values_keep_defaults, .init = cr_redirect_stderr)
     check_rejected("harden=paranoid");
     check_rejected("harden=0");
     check_rejected("harden=3");
+    check_rejected("thp=sometimes");
+    check_rejected("numa=everywhere");
+    check_rejected("numa=bind");            /* bind needs its nodes */
+    check_rejected("numa=bind:");
+    check_rejected("numa=bind:0-");
+    check_rejected("numa=bind:3-1");
+    check_rejected("numa=bind:64");
+    check_rejected("numa=bind:0+");
+    check_rejected("numa=preferred:0-1");   /* one node */
+    check_rejected("numa=local:0");
     check_rejected("release_threshold=12X");
     check_rejected("release_delay_ms=1.5");
     check_rejected("release_delay_ms=1000000001");
@@ -96,4 +108,125 @@ Test(options, environment_is_read_at_bootstrap, .init = cr_redirect_stderr)
     cr_assert_eq(bm_g.zones[0].pcp_batch, 7);
     cr_assert_eq(bm_g.zones[0].pcp_high, 50);
     cr_assert_stderr_eq_str("buddymalloc: BUDDYMALLOC_OPTIONS: unknown option 'what=ever' (ignored)\n");
+}
+
+Test(options, thp_and_numa_parse)
+{
+    struct bm_options o;
+    bm_options_defaults(&o);
+    cr_assert_eq(o.thp, BM_THP_DEFAULT);
+    cr_assert_eq(o.numa_policy, BM_NUMA_LOCAL);
+    cr_assert_eq(bm_options_parse(&o, "thp=never,numa=bind:0-2+5"), 0);
+    cr_assert_eq(o.thp, BM_THP_NEVER);
+    cr_assert_eq(o.numa_policy, BM_NUMA_BIND);
+    cr_assert_eq(o.numa_nodes, 0x27);
+    cr_assert_eq(bm_options_parse(&o, "thp=always,numa=interleave"), 0);
+    cr_assert_eq(o.thp, BM_THP_ALWAYS);
+    cr_assert_eq(o.numa_policy, BM_NUMA_INTERLEAVE);
+    cr_assert_eq(o.numa_nodes, 0, "interleave without nodes: every node");
+    cr_assert_eq(bm_options_parse(&o, "numa=preferred:1"), 0);
+    cr_assert_eq(o.numa_policy, BM_NUMA_PREFERRED);
+    cr_assert_eq(o.numa_nodes, 2);
+    cr_assert_eq(bm_options_parse(&o, "numa=local,thp=default"), 0);
+    cr_assert_eq(o.numa_policy, BM_NUMA_LOCAL);
+    cr_assert_eq(o.thp, BM_THP_DEFAULT);
+}
+
+/* The kernel's record of the memory policy of the range holding p. */
+static int policy_of(void *p)
+{
+    int mode = -1;
+    cr_assert_eq(syscall(SYS_get_mempolicy, &mode, NULL, 0, p, MPOL_F_ADDR), 0);
+    return mode;
+}
+
+Test(options, numa_policy_binds_the_regions)
+{
+    bm_test_options("numa=bind:0");
+    void *p = bm_malloc(100), *r = bm_malloc(100000);
+    cr_assert_eq(policy_of(p), MPOL_BIND);
+    cr_assert_eq(policy_of(r), MPOL_BIND);
+    bm_free(p);
+    bm_free(r);
+}
+
+Test(options, numa_interleave_binds_the_regions)
+{
+    bm_test_options("numa=interleave");
+    void *p = bm_malloc(100);
+    cr_assert_eq(policy_of(p), MPOL_INTERLEAVE);
+    bm_free(p);
+}
+
+Test(options, numa_local_leaves_the_process_policy)
+{
+    void *p = bm_malloc(100);
+    cr_assert_eq(policy_of(p), MPOL_DEFAULT);
+    bm_free(p);
+}
+
+Test(options, numa_policy_on_absent_nodes_is_refused, .init = cr_redirect_stderr)
+{
+    bm_test_options("numa=bind:63");
+    void *p = bm_malloc(100);
+    cr_assert_not_null(p);
+    cr_assert_eq(policy_of(p), MPOL_DEFAULT);
+    cr_assert_eq(bm_g.opt.numa_policy, BM_NUMA_LOCAL);
+    fflush(stderr);
+    cr_assert_stderr_eq_str("buddymalloc: BUDDYMALLOC_OPTIONS: numa: the kernel refused the policy "
+                            "(nodes not online, or no NUMA): numa=local kept\n");
+    bm_free(p);
+}
+
+/* VmFlags of the mapping holding p in /proc/self/smaps. */
+static void vmflags_of(void *p, char *out, size_t size)
+{
+    FILE *f = fopen("/proc/self/smaps", "r");
+    cr_assert_not_null(f);
+    char line[512];
+    bool in = false;
+    out[0] = 0;
+    while (fgets(line, sizeof line, f)) {
+        unsigned long lo, hi;
+        if (sscanf(line, "%lx-%lx ", &lo, &hi) == 2 && strchr(line, '-') < strchr(line, ' '))
+            in = (uintptr_t)p >= lo && (uintptr_t)p < hi;
+        else if (in && !strncmp(line, "VmFlags:", 8)) {
+            snprintf(out, size, "%s", line + 8);
+            break;
+        }
+    }
+    fclose(f);
+}
+
+Test(options, thp_never_and_always_advise_the_regions)
+{
+    char flags[512];
+    bm_test_options("thp=never");
+    void *p = bm_malloc(100);
+    vmflags_of(p, flags, sizeof flags);
+    cr_assert(strstr(flags, " nh") != NULL, "thp=never: VmFlags%s", flags);
+    bm_free(p);
+}
+
+Test(options, thp_always_advises_the_regions)
+{
+    char flags[512];
+    bm_test_options("thp=always");
+    void *p = bm_malloc(100);
+    vmflags_of(p, flags, sizeof flags);
+    cr_assert(strstr(flags, " hg") != NULL, "thp=always: VmFlags%s", flags);
+    bm_free(p);
+}
+
+Test(options, verbose_announces_the_configuration, .init = cr_redirect_stderr)
+{
+    bm_test_options("verbose=1,harden=secure,thp=never");
+    bm_free(bm_malloc(1));
+    fflush(stderr);
+    FILE *e = cr_get_redirected_stderr();
+    char line[1024] = {0};
+    cr_assert_not_null(fgets(line, sizeof line, e));
+    cr_assert(strstr(line, "buddymalloc ") == line, "%s", line);
+    cr_assert(strstr(line, "harden=secure") && strstr(line, "thp=never") &&
+              strstr(line, "numa=local") && strstr(line, "release=dontneed"), "%s", line);
 }
