@@ -198,25 +198,19 @@ static void vmflags_of(void *p, char *out, size_t size)
     fclose(f);
 }
 
-Test(options, thp_never_and_always_advise_the_regions)
+/* With option opt, the regions' mapping carries VmFlag flag. */
+static void assert_region_vmflag(const char *opt, const char *flag)
 {
     char flags[512];
-    bm_test_options("thp=never");
+    bm_test_options(opt);
     void *p = bm_malloc(100);
     vmflags_of(p, flags, sizeof flags);
-    cr_assert(strstr(flags, " nh") != NULL, "thp=never: VmFlags%s", flags);
+    cr_assert(strstr(flags, flag) != NULL, "%s: VmFlags%s", opt, flags);
     bm_free(p);
 }
 
-Test(options, thp_always_advises_the_regions)
-{
-    char flags[512];
-    bm_test_options("thp=always");
-    void *p = bm_malloc(100);
-    vmflags_of(p, flags, sizeof flags);
-    cr_assert(strstr(flags, " hg") != NULL, "thp=always: VmFlags%s", flags);
-    bm_free(p);
-}
+Test(options, thp_never_advises_the_regions) { assert_region_vmflag("thp=never", " nh"); }
+Test(options, thp_always_advises_the_regions) { assert_region_vmflag("thp=always", " hg"); }
 
 Test(options, verbose_announces_the_configuration, .init = cr_redirect_stderr)
 {
