@@ -20,6 +20,7 @@
 #include "alloc.h"
 #include "internal.h"
 #include "large.h"
+#include "vg.h"
 #include "slab.h"
 
 /* ---- runs of pages ---------------------------------------------------- */
@@ -194,6 +195,7 @@ static bool huge_rehash(size_t cap)
     struct huge_entry *t = bm_os_map(cap * sizeof *t, 0);
     if (t == MAP_FAILED)
         return false;
+    BM_VG_HIDE(t, cap * sizeof *t);     /* a leaked huge block is not reachable */
     for (size_t i = 0; i < huge.cap; i++) {
         uintptr_t a = huge.t[i].addr;
         if (a > 1) {
@@ -203,8 +205,10 @@ static bool huge_rehash(size_t cap)
             t[j] = huge.t[i];
         }
     }
-    if (huge.t)
+    if (huge.t) {
+        BM_VG_UNHIDE(huge.t, huge.cap * sizeof *huge.t);
         munmap(huge.t, huge.cap * sizeof *huge.t);
+    }
     huge.t = t;
     huge.cap = cap;
     huge.used = huge.live;
