@@ -4,11 +4,18 @@
  * /proc/zoneinfo) and the counters behind them. A snapshot is taken under
  * the zone lock and formatted afterwards, so printing never holds a lock.
  */
+#include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "alloc.h"
 #include "buddymalloc.h"
 #include "fmt.h"
 #include "internal.h"
@@ -100,15 +107,24 @@ static void zone_pagesets(const struct bm_zone *z, struct bm_zone_stats *s)
     }
 }
 
-static void snapshot(struct bm_zone *z, struct bm_zone_stats *s)
+/* locked: the caller holds the zone lock, released here; without it only
+ * the counters are read. */
+static void fill(struct bm_zone *z, struct bm_zone_stats *s, bool locked)
 {
     memset(s, 0, sizeof *s);
     s->node = z->node;
-    bm_mutex_lock(&z->lock);
     zone_counters(z, s);
-    zone_lists(z, s);
-    bm_mutex_unlock(&z->lock);
+    if (locked) {
+        zone_lists(z, s);
+        bm_mutex_unlock(&z->lock);
+    }
     zone_pagesets(z, s);
+}
+
+static void snapshot(struct bm_zone *z, struct bm_zone_stats *s)
+{
+    bm_mutex_lock(&z->lock);
+    fill(z, s, true);
 }
 
 BM_API int bm_nr_zones(void)
@@ -176,7 +192,7 @@ static void write_buddyinfo(struct bm_buf *b, const struct zone_snap *zs)
 static void busy_row(struct bm_buf *b, const struct bm_zone_stats *s, const char *what)
 {
     zone_prefix(b, s->node);
-    bm_puts(b, " busy: ");
+    bm_puts(b, "busy: ");
     bm_puts(b, what);
     bm_puts(b, " not walked without its lock\n");
 }
@@ -710,4 +726,315 @@ __attribute__((destructor)) static void stats_at_exit(void)
     bm_buf_finish(&b);
     if (fd != 2 && fd != stats_err_fd)
         close(fd);
+}
+
+/* ---- live statistics (option stats_signal) ------------------------------ *
+ *
+ * At start-up a memfd named buddymalloc-stats is made and a handler for the
+ * chosen signal installed. Each signal rewrites the memfd from offset 0: a
+ * header line (pid, program, signal, sequence number), the time, every
+ * table, and a last line "=== end SEQ ===" with the same number, so a
+ * reader knows the report is whole. `buddymalloc stat PID` finds the memfd
+ * in /proc/PID/fd, sends the signal and waits for that line.
+ *
+ * The handler may interrupt a thread inside the allocator holding any of
+ * its locks, so it waits for none:
+ *  - a zone lock is tried for a bounded time (another thread lets go within
+ *    microseconds, the interrupted one never would); without it the zone's
+ *    counters are read as they are, its lists are not walked, and the
+ *    report names the zone busy;
+ *  - pageset counters are read without their locks, as in every report;
+ *  - the heaps list (heap.c) and the huge table (large.c) are behind locks
+ *    that only their files can try: the report sums the exited threads'
+ *    counters and the interrupted thread's own heap, and leaves the huge
+ *    table out.
+ * Nothing allocates or uses stdio. The snapshots and the text buffer are
+ * static (one report at a time, see live_handler), so the handler's stack
+ * stays small on small thread stacks.
+ */
+#define LIVE_FD_MIN 100         /* above the numbers programs pick themselves */
+#define LIVE_YIELDS 8           /* zone lock: tries with sched_yield between, */
+#define LIVE_SLEEPS 100         /* ... then with 100 us sleeps: ~10 ms at most */
+
+static int live_fd = -1;
+static pid_t live_pid;
+static dev_t live_dev;
+static ino_t live_ino;
+static _Atomic uint64_t live_seq;   /* written by the report only */
+static off_t live_off;
+static _Atomic int live_state;      /* 0 idle, 1 writing, 2 writing and asked again */
+static _Atomic uint64_t live_signals, live_merged;
+static char live_text[8192];
+static struct zone_snap live_zones[BM_MAX_NODES];
+static struct bm_heap_totals live_heaps;
+
+int bm_stats_live_fd(void) { return live_fd; }
+
+void bm_stats_live_counts(struct bm_live_counts *c)
+{
+    c->signals = atomic_load(&live_signals);
+    c->reports = atomic_load(&live_seq);
+    c->merged = atomic_load(&live_merged);
+    c->writing = atomic_load(&live_state) != 0;
+}
+
+/*
+ * The memfd must be this process's own and still at live_fd: a fork child
+ * shares its parent's file (it gets a new one, at the same number), and a
+ * program may close every descriptor or dup2 onto ours, in which case the
+ * number is no longer ours and a report must never go there.
+ */
+static bool live_open(void)
+{
+    struct stat st;
+    bool ours = live_fd >= 0 && fstat(live_fd, &st) == 0 && st.st_dev == live_dev &&
+                st.st_ino == live_ino;
+    if (ours && live_pid == getpid())
+        return true;
+    int fd = memfd_create("buddymalloc-stats", MFD_CLOEXEC);
+    if (fd < 0)
+        return false;
+    int target = ours ? dup3(fd, live_fd, O_CLOEXEC) : fcntl(fd, F_DUPFD_CLOEXEC, LIVE_FD_MIN);
+    if (target >= 0) {
+        close(fd);
+        fd = target;
+    }
+    if (fstat(fd, &st) != 0) {
+        close(fd);
+        return false;
+    }
+    live_fd = fd;
+    live_dev = st.st_dev;
+    live_ino = st.st_ino;
+    live_pid = getpid();
+    live_seq = 0;
+    return true;
+}
+
+static void live_sink(void *ctx, const char *s, size_t n)
+{
+    (void)ctx;
+    while (n) {
+        ssize_t w = pwrite(live_fd, s, n, live_off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return;             /* nowhere to report a failed report */
+        live_off += w;
+        s += w;
+        n -= (size_t)w;
+    }
+}
+
+static bool live_trylock(bm_mutex_t *m)
+{
+    for (int i = 0; i < LIVE_YIELDS + LIVE_SLEEPS; i++) {
+        if (bm_mutex_trylock(m))
+            return true;
+        if (i < LIVE_YIELDS) {
+            sched_yield();
+        } else {
+            struct timespec ts = { 0, 100000 };
+            nanosleep(&ts, NULL);
+        }
+    }
+    return false;
+}
+
+/* The heaps' counters readable without the heaps lock: the exited threads'
+ * totals and this thread's own heap, which only this thread writes. */
+static void live_heap_totals(struct bm_heap_totals *t)
+{
+    const struct bm_heap *h = bm_tls_heap;
+    memset(t, 0, sizeof *t);
+    for (unsigned c = 0; c < BM_NR_CLASSES; c++) {
+        t->nalloc[c] = atomic_load(&bm_retired_nalloc[c]);
+        t->nfree[c] = atomic_load(&bm_retired_nfree[c]);
+        t->slabs[c] = atomic_load(&bm_slab_stats[c].slabs);
+        if (h != &bm_heap_empty) {
+            t->nalloc[c] += h->nalloc[c];
+            t->nfree[c] += h->nfree[c];
+            t->slabs[c] += (unsigned long)h->slab_net[c];
+        }
+    }
+    t->large_nalloc = atomic_load(&bm_retired_large_nalloc);
+    t->large_nfree = atomic_load(&bm_retired_large_nfree);
+    t->large_pages = atomic_load(&bm_retired_large_pages);
+    if (h != &bm_heap_empty) {
+        t->large_nalloc += h->large_nalloc;
+        t->large_nfree += h->large_nfree;
+        t->large_pages += h->large_pages;
+    }
+}
+
+/* The first line, which `buddymalloc stat` parses: ") signal S seq N ===". */
+static void live_header(struct bm_buf *b, uint64_t seq)
+{
+    bm_puts(b, "=== buddymalloc live statistics: pid ");
+    bm_puti(b, getpid(), 0);
+    bm_puts(b, " (");
+    put_comm(b);
+    bm_puts(b, ") signal ");
+    bm_puti(b, bm_g.opt.stats_signal, 0);
+    bm_puts(b, " seq ");
+    bm_putu(b, seq, 0);
+    bm_puts(b, " ===\n");
+}
+
+static void live_end(struct bm_buf *b, uint64_t seq)
+{
+    bm_puts(b, "=== end ");
+    bm_putu(b, seq, 0);
+    bm_puts(b, " ===\n");
+}
+
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* Rewrites the memfd with a whole report; live_busy is held. */
+static void live_report(void)
+{
+    uint64_t t0 = mono_ns();
+    if (!live_open())
+        return;
+    uint64_t seq = ++live_seq;
+    for (int n = 0; n < bm_g.nr_nodes; n++) {
+        struct bm_zone *z = &bm_g.zones[n];
+        bool locked = live_trylock(&z->lock);
+        fill(z, &live_zones[n].s, locked);
+        live_zones[n].racy = !locked;
+    }
+    live_heap_totals(&live_heaps);
+    const struct view v = { live_zones, &live_heaps, true };
+
+    if (ftruncate(live_fd, 0) != 0)
+        return;
+    live_off = 0;
+    struct bm_buf b;
+    bm_buf_sink(&b, live_sink, NULL, live_text, sizeof live_text);
+    live_header(&b, seq);
+    bm_puts(&b, "time ");
+    bm_putu(&b, t0 / 1000000000u, 0);
+    bm_putc(&b, '.');
+    for (uint64_t us = t0 / 1000 % 1000000, d = 100000; d; d /= 10)
+        bm_putc(&b, (char)('0' + us / d % 10));
+    bm_puts(&b, " s (CLOCK_MONOTONIC)\nsignals that came during a report: ");
+    bm_putu(&b, atomic_load(&live_merged), 0);
+    bm_puts(&b, " (answered by the report after it)");
+    bm_puts(&b, "\nheaps: counted from this thread's heap and those of exited threads; "
+                "other threads' heaps are not read from a signal handler\n");
+    for (int n = 0; n < bm_g.nr_nodes; n++) {
+        if (!live_zones[n].racy)
+            continue;
+        bm_puts(&b, "zone ");
+        bm_puti(&b, n, 0);
+        bm_puts(&b, " busy: counters read without its lock\n");
+    }
+    sections(&b, &v);
+    bm_puts(&b, "--- report ---\ntook ");
+    bm_putu(&b, (mono_ns() - t0) / 1000, 0);
+    bm_puts(&b, " us, ");
+    bm_putu(&b, b.total + b.len, 0);
+    bm_puts(&b, " bytes before this line\n");
+    live_end(&b, seq);
+    bm_buf_finish(&b);
+}
+
+/*
+ * One report at a time, and no waiting: a signal that comes while another
+ * thread writes a report only marks that it was asked again (state 2) and
+ * returns; the writer then writes one more report, which starts after that
+ * signal came, so `buddymalloc stat` gets a fresh one instead of a timeout.
+ * (Dropping it would lose a request that lands between the writer's last
+ * line and its release of the state.) A flood of signals keeps one thread
+ * writing at most LIVE_RERUNS more times. errno is kept for the
+ * interrupted code.
+ */
+#define LIVE_RERUNS 4
+
+static void live_handler(int sig, siginfo_t *info, void *uctx)
+{
+    (void)sig;
+    (void)info;
+    (void)uctx;
+    int saved = errno;
+    atomic_fetch_add(&live_signals, 1);
+    for (;;) {
+        int s = atomic_load(&live_state);
+        if (s == 0 && atomic_compare_exchange_strong(&live_state, &s, 1))
+            break;
+        if (s == 2 || (s == 1 && atomic_compare_exchange_strong(&live_state, &s, 2))) {
+            atomic_fetch_add(&live_merged, 1);
+            errno = saved;
+            return;
+        }
+    }
+    for (int run = 0;; run++) {
+        live_report();
+        int s = 1;
+        if (atomic_compare_exchange_strong(&live_state, &s, 0))
+            break;
+        /* asked again while writing (state 2, which only this thread
+         * leaves) */
+        if (run == LIVE_RERUNS) {
+            atomic_store(&live_state, 0);
+            break;
+        }
+        atomic_store(&live_state, 1);
+    }
+    errno = saved;
+}
+
+static void live_message(const char *what)
+{
+    char scratch[256];
+    struct bm_buf b;
+    bm_buf_fd(&b, 2, scratch, sizeof scratch);
+    bm_puts(&b, "buddymalloc: stats_signal=");
+    bm_puti(&b, bm_g.opt.stats_signal, 0);
+    bm_puts(&b, ": ");
+    bm_puts(&b, what);
+    bm_puts(&b, "; no live statistics\n");
+    bm_buf_finish(&b);
+}
+
+/* At bootstrap, after the allocator is set up (init.c). A handler the
+ * program installed before its first malloc, or an ignored signal, is left
+ * as it is. */
+void bm_stats_live_setup(void)
+{
+    int sig = bm_g.opt.stats_signal;
+    struct sigaction old, sa;
+    if (!sig)
+        return;
+    if (sigaction(sig, NULL, &old) != 0) {
+        live_message("sigaction failed");
+        return;
+    }
+    if ((old.sa_flags & SA_SIGINFO) || old.sa_handler != SIG_DFL) {
+        live_message("the program already handles or ignores this signal");
+        return;
+    }
+    if (!live_open()) {
+        live_message("memfd_create failed");
+        return;
+    }
+    char scratch[256];
+    struct bm_buf b;
+    live_off = 0;
+    bm_buf_sink(&b, live_sink, NULL, scratch, sizeof scratch);
+    live_header(&b, 0);
+    bm_puts(&b, "no report yet: send the signal (buddymalloc stat PID)\n");
+    live_end(&b, 0);
+    bm_buf_finish(&b);
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = live_handler;
+    sa.sa_flags = SA_RESTART | SA_SIGINFO;
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(sig, &sa, NULL) != 0)
+        live_message("sigaction failed");
 }
