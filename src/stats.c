@@ -867,8 +867,16 @@ static void live_heap_totals(struct bm_heap_totals *t)
     }
 }
 
-/* The first line, which `buddymalloc stat` parses: ") signal S seq N ===". */
-static void live_header(struct bm_buf *b, uint64_t seq)
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* The first line, which `buddymalloc stat` parses: ") signal S seq N ",
+ * then the CLOCK_MONOTONIC time of the report in seconds. */
+static void live_header(struct bm_buf *b, uint64_t seq, uint64_t ns)
 {
     bm_puts(b, "=== buddymalloc live statistics: pid ");
     bm_puti(b, getpid(), 0);
@@ -878,6 +886,11 @@ static void live_header(struct bm_buf *b, uint64_t seq)
     bm_puti(b, bm_g.opt.stats_signal, 0);
     bm_puts(b, " seq ");
     bm_putu(b, seq, 0);
+    bm_puts(b, " monotonic ");
+    bm_putu(b, ns / 1000000000u, 0);
+    bm_putc(b, '.');
+    for (uint64_t us = ns / 1000 % 1000000, d = 100000; d; d /= 10)
+        bm_putc(b, (char)('0' + us / d % 10));
     bm_puts(b, " ===\n");
 }
 
@@ -886,13 +899,6 @@ static void live_end(struct bm_buf *b, uint64_t seq)
     bm_puts(b, "=== end ");
     bm_putu(b, seq, 0);
     bm_puts(b, " ===\n");
-}
-
-static uint64_t mono_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
 /* Rewrites the memfd with a whole report; live_busy is held. */
@@ -916,13 +922,8 @@ static void live_report(void)
     live_off = 0;
     struct bm_buf b;
     bm_buf_sink(&b, live_sink, NULL, live_text, sizeof live_text);
-    live_header(&b, seq);
-    bm_puts(&b, "time ");
-    bm_putu(&b, t0 / 1000000000u, 0);
-    bm_putc(&b, '.');
-    for (uint64_t us = t0 / 1000 % 1000000, d = 100000; d; d /= 10)
-        bm_putc(&b, (char)('0' + us / d % 10));
-    bm_puts(&b, " s (CLOCK_MONOTONIC)\nsignals that came during a report: ");
+    live_header(&b, seq, t0);
+    bm_puts(&b, "signals that came during a report: ");
     bm_putu(&b, atomic_load(&live_merged), 0);
     bm_puts(&b, " (answered by the report after it)");
     bm_puts(&b, "\nheaps: counted from this thread's heap and those of exited threads; "
@@ -1027,7 +1028,7 @@ void bm_stats_live_setup(void)
     struct bm_buf b;
     live_off = 0;
     bm_buf_sink(&b, live_sink, NULL, scratch, sizeof scratch);
-    live_header(&b, 0);
+    live_header(&b, 0, mono_ns());
     bm_puts(&b, "no report yet: send the signal (buddymalloc stat PID)\n");
     live_end(&b, 0);
     bm_buf_finish(&b);

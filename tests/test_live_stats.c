@@ -40,8 +40,10 @@ static long long complete_seq(const char *text, size_t len)
 {
     unsigned long long seq, end;
     int pid, sig, used = 0;
-    if (sscanf(text, "=== buddymalloc live statistics: pid %d (%*[^)]) signal %d seq %llu ===\n%n",
-               &pid, &sig, &seq, &used) != 3 || used == 0)
+    double t;
+    if (sscanf(text,
+               "=== buddymalloc live statistics: pid %d (%*[^)]) signal %d seq %llu monotonic %lf ===\n%n",
+               &pid, &sig, &seq, &t, &used) != 4 || used == 0)
         return -1;
     if (pid != getpid() || sig != SIGUSR2 || len < 2 || text[len - 1] != '\n')
         return -1;

@@ -105,7 +105,7 @@ check "stat of a process without stats_signal exits 1" test $? -eq 1
 check "... and says it runs buddymalloc without the option" grep -q "runs buddymalloc without live statistics (option stats_signal is not set" "$tmp/err"
 "$wrapper" stat "$live" >"$tmp/live1" 2>"$tmp/err"
 check "stat of a live process exits 0" test $? -eq 0
-check "stat prints the header" grep -q "^=== buddymalloc live statistics: pid $live (sleep) signal 12 seq 1 ===\$" "$tmp/live1"
+check "stat prints the header" grep -q "^=== buddymalloc live statistics: pid $live (sleep) signal 12 seq 1 monotonic [0-9]*\.[0-9]\{6\} ===\$" "$tmp/live1"
 "$wrapper" stat "$live" >"$tmp/live2" 2>"$tmp/err"
 check "a second stat is a new report" grep -q '^=== end 2 ===$' "$tmp/live2"
 for section in summary buddyinfo pagetypeinfo pagesets slabinfo; do

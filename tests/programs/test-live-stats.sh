@@ -59,7 +59,7 @@ start_server() {
 # check_report FILE: one whole live report of the server.
 check_report() {
     local f=$1 seq
-    seq=$(sed -n "1s/^=== buddymalloc live statistics: pid $SERVER_PID (redis-server) signal 12 seq \([0-9][0-9]*\) ===\$/\1/p" "$f")
+    seq=$(sed -n "1s/^=== buddymalloc live statistics: pid $SERVER_PID (redis-server) signal 12 seq \([0-9][0-9]*\) monotonic [0-9]*\.[0-9]\{6\} ===\$/\1/p" "$f")
     [[ -n $seq ]] || { show_tail "$f" 5; fail "$(basename "$f"): no header naming redis-server pid $SERVER_PID"; }
     [[ $(tail -n 1 "$f") == "=== end $seq ===" ]] || fail "$(basename "$f"): does not end with '=== end $seq ==='"
     [[ $(grep -c '^=== ' "$f") == 2 ]] || fail "$(basename "$f"): more than one report"
