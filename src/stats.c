@@ -762,7 +762,9 @@ static dev_t live_dev;
 static ino_t live_ino;
 static _Atomic uint64_t live_seq;   /* written by the report only */
 static off_t live_off;
-static _Atomic int live_state;      /* 0 idle, 1 writing, 2 writing and asked again */
+/* 0 idle, else the writer's pid << 2 | 1 (writing) or | 2 (writing and
+ * asked again); see live_handler */
+static _Atomic long live_state;
 static _Atomic uint64_t live_signals, live_merged;
 static char live_text[8192];
 static struct zone_snap live_zones[BM_MAX_NODES];
@@ -952,8 +954,10 @@ static void live_report(void)
  * signal came, so `buddymalloc stat` gets a fresh one instead of a timeout.
  * (Dropping it would lose a request that lands between the writer's last
  * line and its release of the state.) A flood of signals keeps one thread
- * writing at most LIVE_RERUNS more times. errno is kept for the
- * interrupted code.
+ * writing at most LIVE_RERUNS more times. The state names the writer's
+ * process: a fork child that inherits a report being written by one of its
+ * parent's threads (which do not exist in the child) takes it as idle.
+ * errno is kept for the interrupted code.
  */
 #define LIVE_RERUNS 4
 
@@ -963,12 +967,14 @@ static void live_handler(int sig, siginfo_t *info, void *uctx)
     (void)info;
     (void)uctx;
     int saved = errno;
+    const long writing = (long)getpid() << 2 | 1, again = writing + 1;
     atomic_fetch_add(&live_signals, 1);
     for (;;) {
-        int s = atomic_load(&live_state);
-        if (s == 0 && atomic_compare_exchange_strong(&live_state, &s, 1))
-            break;
-        if (s == 2 || (s == 1 && atomic_compare_exchange_strong(&live_state, &s, 2))) {
+        long s = atomic_load(&live_state);
+        if (s >> 2 != writing >> 2) {
+            if (atomic_compare_exchange_strong(&live_state, &s, writing))
+                break;
+        } else if (s == again || atomic_compare_exchange_strong(&live_state, &s, again)) {
             atomic_fetch_add(&live_merged, 1);
             errno = saved;
             return;
@@ -976,16 +982,15 @@ static void live_handler(int sig, siginfo_t *info, void *uctx)
     }
     for (int run = 0;; run++) {
         live_report();
-        int s = 1;
+        long s = writing;
         if (atomic_compare_exchange_strong(&live_state, &s, 0))
             break;
-        /* asked again while writing (state 2, which only this thread
-         * leaves) */
+        /* asked again while writing (only this thread leaves that state) */
         if (run == LIVE_RERUNS) {
             atomic_store(&live_state, 0);
             break;
         }
-        atomic_store(&live_state, 1);
+        atomic_store(&live_state, writing);
     }
     errno = saved;
 }

@@ -307,6 +307,44 @@ Test(live, fork_child_has_its_own_memfd, .timeout = 30)
     cr_assert_str_eq(target, "/memfd:buddymalloc-stats (deleted)");
 }
 
+/* A fork that copies a report half written by another thread: the child,
+ * where that thread does not exist, still reports. The writer is held in
+ * its handler by the zone lock this thread holds; _Fork skips the
+ * allocator's fork handlers, which would wait for that lock. */
+static void *idle_thread(void *arg)
+{
+    (void)arg;
+    for (;;)
+        pause();
+    return NULL;
+}
+
+Test(live, fork_during_another_threads_report, .timeout = 30)
+{
+    start();
+    pthread_t t;
+    cr_assert_eq(pthread_create(&t, NULL, idle_thread, NULL), 0);
+    struct bm_zone *z = &bm_g.zones[0];
+    struct bm_live_counts c;
+    bm_mutex_lock(&z->lock);
+    pthread_kill(t, SIGUSR2);
+    do
+        bm_stats_live_counts(&c);
+    while (!c.writing);
+    pid_t pid = _Fork();
+    cr_assert_geq(pid, 0);
+    if (pid == 0) {
+        raise(SIGUSR2);
+        size_t len = read_image();
+        _exit(complete_seq(image, len) == 1 && strstr(image, "zone 0 busy") ? 0 : 1);
+    }
+    bm_mutex_unlock(&z->lock);
+    int status;
+    cr_assert_eq(waitpid(pid, &status, 0), pid);
+    cr_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0, "no report in the child");
+    wait_report(0);
+}
+
 /* A program's own handler, installed before the allocator starts, stays. */
 static void own_handler(int sig) { (void)sig; }
 
