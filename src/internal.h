@@ -128,7 +128,7 @@ void bm_stats_exit_setup(void);     /* stats.c: keeps a copy of stderr */
 void bm_stats_live_setup(void);
 int bm_stats_live_fd(void);
 struct bm_live_counts {
-    uint64_t signals;       /* handled */
+    uint64_t signals;       /* handled (counted when the handler is done) */
     uint64_t reports;       /* written: the last one's number */
     uint64_t merged;        /* came while a report was written */
     bool writing;           /* a report is being written now */

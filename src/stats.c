@@ -732,8 +732,8 @@ __attribute__((destructor)) static void stats_at_exit(void)
  *
  * At start-up a memfd named buddymalloc-stats is made and a handler for the
  * chosen signal installed. Each signal rewrites the memfd from offset 0: a
- * header line (pid, program, signal, sequence number), the time, every
- * table, and a last line "=== end SEQ ===" with the same number, so a
+ * header line (pid, program, signal, sequence number, monotonic time),
+ * every table, and a last line "=== end SEQ ===" with the same number, so a
  * reader knows the report is whole. `buddymalloc stat PID` finds the memfd
  * in /proc/PID/fd, sends the signal and waits for that line.
  *
@@ -968,7 +968,6 @@ static void live_handler(int sig, siginfo_t *info, void *uctx)
     (void)uctx;
     int saved = errno;
     const long writing = (long)getpid() << 2 | 1, again = writing + 1;
-    atomic_fetch_add(&live_signals, 1);
     for (;;) {
         long s = atomic_load(&live_state);
         if (s >> 2 != writing >> 2) {
@@ -976,6 +975,7 @@ static void live_handler(int sig, siginfo_t *info, void *uctx)
                 break;
         } else if (s == again || atomic_compare_exchange_strong(&live_state, &s, again)) {
             atomic_fetch_add(&live_merged, 1);
+            atomic_fetch_add(&live_signals, 1);
             errno = saved;
             return;
         }
@@ -992,6 +992,7 @@ static void live_handler(int sig, siginfo_t *info, void *uctx)
         }
         atomic_store(&live_state, writing);
     }
+    atomic_fetch_add(&live_signals, 1);     /* last: its counts are final */
     errno = saved;
 }
 
