@@ -120,6 +120,7 @@ BM_COLD void bm_init_slow(void)
             zone_bootstrap(&bm_g.zones[n], n);
         atomic_store_explicit(&bm_g.initialised, 1, memory_order_release);
         bm_stats_exit_setup();
+        bm_stats_live_setup();
     }
     bm_spin_unlock(&init_lock);
 }

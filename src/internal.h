@@ -69,6 +69,14 @@ static inline void bm_mutex_unlock(bm_mutex_t *m)
         bm_mutex_wake(m);
 }
 
+static inline bool bm_mutex_trylock(bm_mutex_t *m)
+{
+    int c = 0;
+    return atomic_load_explicit(&m->v, memory_order_relaxed) == 0 &&
+           atomic_compare_exchange_strong_explicit(&m->v, &c, 1, memory_order_acquire,
+                                                   memory_order_relaxed);
+}
+
 static inline bool bm_spin_trylock(bm_spinlock_t *l)
 {
     return atomic_load_explicit(&l->v, memory_order_relaxed) == 0 &&
@@ -115,6 +123,17 @@ static inline void bm_fork_spin(bm_spinlock_t *l, enum bm_fork_step step)
 
 void bm_init_fork_lock(enum bm_fork_step step);
 void bm_stats_exit_setup(void);     /* stats.c: keeps a copy of stderr */
+/* stats.c, option stats_signal: the memfd and the signal handler of the
+ * live report; for tests, the memfd's descriptor (-1: none) and counts. */
+void bm_stats_live_setup(void);
+int bm_stats_live_fd(void);
+struct bm_live_counts {
+    uint64_t signals;       /* handled (counted when the handler is done) */
+    uint64_t reports;       /* written: the last one's number */
+    uint64_t merged;        /* came while a report was written */
+    bool writing;           /* a report is being written now */
+};
+void bm_stats_live_counts(struct bm_live_counts *c);
 
 /* ---- current CPU --------------------------------------------------------- *
  * glibc 2.35+ registers rseq for every thread; cpu_id there is kept current

@@ -4,6 +4,7 @@
  * key or value is named on stderr and the default kept. docs/options.md
  * lists every option.
  */
+#include <signal.h>
 #include <string.h>
 
 #include "fmt.h"
@@ -31,9 +32,11 @@ void bm_options_defaults(struct bm_options *o)
     o->fail_mmap = o->fail_madvise = 0;
     o->fail_mmap_count = o->fail_madvise_count = 1;
     o->stats_file[0] = '\0';
+    o->stats_signal = 0;
 }
 
-enum kind { K_UINT, K_BOOL, K_SIZE, K_MS, K_RELEASE, K_HARDEN, K_THP, K_NUMA, K_PATH };
+enum kind { K_UINT, K_BOOL, K_SIZE, K_MS, K_RELEASE, K_HARDEN, K_THP, K_NUMA, K_PATH,
+                K_SIGNAL };
 
 struct opt_desc {
     const char *name;
@@ -62,6 +65,7 @@ static const struct opt_desc table[] = {
     { "stats",              K_BOOL,    F(stats_at_exit),           0, 1 },
     { "stats_pid",          K_UINT,    F(stats_pid),               0, 1u << 30 },
     { "stats_file",         K_PATH,    F(stats_file),              0, 0 },
+    { "stats_signal",       K_SIGNAL,  F(stats_signal),            0, 0 },
     { "fail_mmap",          K_UINT,    F(fail_mmap),               0, 1ul << 40 },
     { "fail_mmap_count",    K_UINT,    F(fail_mmap_count),         1, 1ul << 40 },
     { "fail_madvise",       K_UINT,    F(fail_madvise),            0, 1ul << 40 },
@@ -165,6 +169,84 @@ static bool parse_numa(const char *v, size_t vn, uint64_t *policy, uint64_t *nod
     return false;
 }
 
+/* Case-insensitive, for signal names. */
+static bool eq_nocase(const char *s, size_t n, const char *word)
+{
+    if (strlen(word) != n)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if ((s[i] | 0x20) != (word[i] | 0x20))
+            return false;
+    return true;
+}
+
+static const struct { const char *name; int sig; } sig_names[] = {
+    { "HUP", SIGHUP }, { "INT", SIGINT }, { "QUIT", SIGQUIT }, { "TRAP", SIGTRAP },
+    { "USR1", SIGUSR1 }, { "USR2", SIGUSR2 }, { "PIPE", SIGPIPE }, { "ALRM", SIGALRM },
+    { "TERM", SIGTERM }, { "CHLD", SIGCHLD }, { "CONT", SIGCONT }, { "TSTP", SIGTSTP },
+    { "TTIN", SIGTTIN }, { "TTOU", SIGTTOU }, { "URG", SIGURG }, { "XCPU", SIGXCPU },
+    { "XFSZ", SIGXFSZ }, { "VTALRM", SIGVTALRM }, { "PROF", SIGPROF }, { "WINCH", SIGWINCH },
+    { "IO", SIGIO }, { "POLL", SIGPOLL }, { "PWR", SIGPWR }, { "SYS", SIGSYS },
+    { "KILL", SIGKILL }, { "STOP", SIGSTOP }, { "SEGV", SIGSEGV }, { "BUS", SIGBUS },
+    { "FPE", SIGFPE }, { "ILL", SIGILL }, { "ABRT", SIGABRT },
+};
+
+/* A signal the live report may not take: it cannot be caught, or the
+ * program needs its default action (a fault or an abort), or glibc keeps
+ * it for itself (32 and 33, below SIGRTMIN). */
+static bool signal_refused(int sig)
+{
+    return sig == SIGKILL || sig == SIGSTOP || sig == SIGSEGV || sig == SIGBUS ||
+           sig == SIGFPE || sig == SIGILL || sig == SIGABRT ||
+           (sig > 31 && sig < SIGRTMIN);
+}
+
+/* stats_signal: 0/off, a number, a name with or without SIG (USR2,
+ * SIGUSR2), RTMIN+N or RTMAX-N. *refused: a real signal that may not be
+ * used. SIGRTMIN is a glibc call that reads a variable: safe here. */
+static bool parse_signal(const char *s, size_t n, uint64_t *out, bool *refused)
+{
+    uint64_t v = 0;
+    int sig = -1;
+    *refused = false;
+    if (eq(s, n, "off") || eq(s, n, "none")) {
+        *out = 0;
+        return true;
+    }
+    if (parse_uint(s, n, &v, false)) {
+        if (v == 0) {
+            *out = 0;
+            return true;
+        }
+        sig = v <= (uint64_t)SIGRTMAX ? (int)v : -1;
+    } else {
+        if (n > 3 && eq_nocase(s, 3, "SIG")) {
+            s += 3;
+            n -= 3;
+        }
+        for (size_t i = 0; i < sizeof sig_names / sizeof sig_names[0]; i++)
+            if (eq_nocase(s, n, sig_names[i].name))
+                sig = sig_names[i].sig;
+        if (sig < 0 && n >= 5 && (eq_nocase(s, 5, "RTMIN") || eq_nocase(s, 5, "RTMAX"))) {
+            bool min = (s[4] | 0x20) == 'n';
+            char op = n > 5 ? s[5] : '+';
+            if (n == 5)
+                sig = min ? SIGRTMIN : SIGRTMAX;
+            else if (op == (min ? '+' : '-') && parse_uint(s + 6, n - 6, &v, false) &&
+                     v <= (uint64_t)(SIGRTMAX - SIGRTMIN))
+                sig = min ? SIGRTMIN + (int)v : SIGRTMAX - (int)v;
+        }
+    }
+    if (sig <= 0)
+        return false;
+    if (signal_refused(sig)) {
+        *refused = true;
+        return false;
+    }
+    *out = (uint64_t)sig;
+    return true;
+}
+
 static void complain(const char *what, const char *k, size_t kn, const char *v, size_t vn,
                      const char *tail)
 {
@@ -237,6 +319,15 @@ static bool set_one(struct bm_options *o, const char *k, size_t kn, const char *
             else
                 ok = false;
             break;
+        case K_SIGNAL: {
+            bool refused;
+            if (parse_signal(v, vn, &x, &refused))
+                break;
+            complain("bad value in", k, kn, v, vn,
+                     refused ? " (a signal that cannot or must not be caught; default kept)"
+                             : " (default kept)");
+            return false;
+        }
         case K_RELEASE:
             ok = true;
             if (eq(v, vn, "dontneed"))
@@ -275,6 +366,10 @@ static bool set_one(struct bm_options *o, const char *k, size_t kn, const char *
             else
                 ok = false;
             break;
+        }
+        if (d->kind == K_SIGNAL) {
+            store(o, d, x);
+            return true;
         }
         if (ok && d->kind != K_MS && d->kind != K_SIZE && (x < d->min || x > d->max))
             ok = false;

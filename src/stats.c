@@ -4,11 +4,18 @@
  * /proc/zoneinfo) and the counters behind them. A snapshot is taken under
  * the zone lock and formatted afterwards, so printing never holds a lock.
  */
+#include <errno.h>
 #include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "alloc.h"
 #include "buddymalloc.h"
 #include "fmt.h"
 #include "internal.h"
@@ -30,26 +37,49 @@ BM_API const char *bm_migratetype_name(int mt)
     return mt >= 0 && mt < MIGRATE_TYPES ? mt_names[mt] : "?";
 }
 
-static void snapshot(struct bm_zone *z, struct bm_zone_stats *s)
+/* The zone's scalar counters, each read once. Under the zone lock, or
+ * without it in a live report (a statistic: a value may be a moment old). */
+#define RD(x) __atomic_load_n(&(x), __ATOMIC_RELAXED)
+static void zone_counters(const struct bm_zone *z, struct bm_zone_stats *s)
 {
-    memset(s, 0, sizeof *s);
-    s->node = z->node;
-    bm_mutex_lock(&z->lock);
-    s->regions = z->nr_regions;
-    s->managed_pages = z->managed_pages;
-    s->fresh_blocks = z->nr_fresh_blocks;
-    s->free_pages = z->nr_free_pages + z->nr_fresh_blocks * MAX_ORDER_NR_PAGES;
-    s->returned_pages = z->nr_returned_pages + z->nr_fresh_blocks * MAX_ORDER_NR_PAGES;
-    s->resident_pages = z->managed_pages - s->returned_pages;
-    s->dirty_pages = z->nr_dirty_pages;
+    unsigned long fresh = RD(z->nr_fresh_blocks);
+    s->regions = RD(z->nr_regions);
+    s->managed_pages = RD(z->managed_pages);
+    s->fresh_blocks = fresh;
+    s->free_pages = RD(z->nr_free_pages) + fresh * MAX_ORDER_NR_PAGES;
+    s->returned_pages = RD(z->nr_returned_pages) + fresh * MAX_ORDER_NR_PAGES;
+    s->resident_pages = s->managed_pages - s->returned_pages;
+    s->dirty_pages = RD(z->nr_dirty_pages);
     for (unsigned o = 0; o < MAX_ORDER; o++) {
-        s->nr_free[o] = z->free_area[o].nr_free;
+        s->nr_free[o] = RD(z->free_area[o].nr_free);
+        s->alloc[o] = RD(z->c.alloc[o]);
+    }
+    s->nr_free[MAX_ORDER - 1] += fresh;
+    for (int mt = 0; mt < MIGRATE_TYPES; mt++) {
+        s->fallback[mt] = RD(z->c.fallback[mt]);
+        s->claimed[mt] = RD(z->c.claimed[mt]);
+    }
+    s->reserve_used = RD(z->c.reserve_used);
+    s->fresh_carved = RD(z->c.fresh_carved);
+    s->release_calls = RD(z->c.release_calls);
+    s->released_pages = RD(z->c.released_pages);
+    s->reused_pages = RD(z->c.reused_pages);
+    s->threshold_raised = RD(z->c.threshold_raised);
+    s->release_threshold_pages = bm_release_threshold(z);
+    s->enomem = RD(z->c.enomem);
+    s->zeroed_allocs = RD(z->c.zeroed_allocs);
+}
+
+/* What only the zone lock makes readable: the free lists per migrate type
+ * and the regions' pageblocks. */
+static void zone_lists(const struct bm_zone *z, struct bm_zone_stats *s)
+{
+    for (unsigned o = 0; o < MAX_ORDER; o++) {
         for (int mt = 0; mt < MIGRATE_TYPES; mt++) {
             const struct bm_list *h = &z->free_area[o].free_list[mt];
             for (const struct bm_list *l = h->next; l != h; l = l->next)
                 s->nr_free_type[mt][o]++;
         }
-        s->alloc[o] = z->c.alloc[o];
     }
     /* Fresh blocks are free max-order blocks of their pageblocks' type. */
     for (struct bm_region *r = z->regions; r; r = r->next) {
@@ -59,32 +89,42 @@ static void snapshot(struct bm_zone *z, struct bm_zone_stats *s)
         for (unsigned long i = r->fresh_next; i < REGION_PAGES; i += MAX_ORDER_NR_PAGES)
             s->nr_free_type[r->pb_mt[i >> pageblock_order]][MAX_ORDER - 1]++;
     }
-    s->nr_free[MAX_ORDER - 1] += z->nr_fresh_blocks;
-    memcpy(s->fallback, z->c.fallback, sizeof s->fallback);
-    memcpy(s->claimed, z->c.claimed, sizeof s->claimed);
-    s->reserve_used = z->c.reserve_used;
-    s->fresh_carved = z->c.fresh_carved;
-    s->release_calls = z->c.release_calls;
-    s->released_pages = z->c.released_pages;
-    s->reused_pages = z->c.reused_pages;
-    s->threshold_raised = z->c.threshold_raised;
-    s->release_threshold_pages = bm_release_threshold(z);
-    s->enomem = z->c.enomem;
-    s->zeroed_allocs = z->c.zeroed_allocs;
-    bm_mutex_unlock(&z->lock);
+}
 
-    /* Pageset counters are read without their locks: a statistic. */
-    if (z->pcp) {
-        for (int c = 0; c < bm_g.nr_cpus; c++) {
-            const struct bm_pcp *p = &z->pcp[c];
-            s->pcp_pages += (unsigned long)__atomic_load_n(&p->count, __ATOMIC_RELAXED);
-            s->pcp_alloc_hit += __atomic_load_n(&p->alloc_hit, __ATOMIC_RELAXED);
-            s->pcp_refill += __atomic_load_n(&p->alloc_refill, __ATOMIC_RELAXED);
-            s->pcp_free_hit += __atomic_load_n(&p->free_hit, __ATOMIC_RELAXED);
-            s->pcp_drain += __atomic_load_n(&p->free_drain, __ATOMIC_RELAXED);
-            s->pcp_lock_miss += __atomic_load_n(&p->lock_miss, __ATOMIC_RELAXED);
-        }
+/* Pageset counters are read without their locks: a statistic. */
+static void zone_pagesets(const struct bm_zone *z, struct bm_zone_stats *s)
+{
+    if (!z->pcp)
+        return;
+    for (int c = 0; c < bm_g.nr_cpus; c++) {
+        const struct bm_pcp *p = &z->pcp[c];
+        s->pcp_pages += (unsigned long)RD(p->count);
+        s->pcp_alloc_hit += RD(p->alloc_hit);
+        s->pcp_refill += RD(p->alloc_refill);
+        s->pcp_free_hit += RD(p->free_hit);
+        s->pcp_drain += RD(p->free_drain);
+        s->pcp_lock_miss += RD(p->lock_miss);
     }
+}
+
+/* locked: the caller holds the zone lock, released here; without it only
+ * the counters are read. */
+static void fill(struct bm_zone *z, struct bm_zone_stats *s, bool locked)
+{
+    memset(s, 0, sizeof *s);
+    s->node = z->node;
+    zone_counters(z, s);
+    if (locked) {
+        zone_lists(z, s);
+        bm_mutex_unlock(&z->lock);
+    }
+    zone_pagesets(z, s);
+}
+
+static void snapshot(struct bm_zone *z, struct bm_zone_stats *s)
+{
+    bm_mutex_lock(&z->lock);
+    fill(z, s, true);
 }
 
 BM_API int bm_nr_zones(void)
@@ -101,6 +141,23 @@ BM_API int bm_zone_stats(int n, struct bm_zone_stats *out)
     snapshot(&bm_g.zones[n], out);
     return 0;
 }
+
+/*
+ * What a report is formatted from. The ordinary reports leave both NULL and
+ * take each snapshot as they write a table (waiting for every lock); the
+ * live report fills them first, waiting for none (stats_signal, below).
+ */
+struct zone_snap {
+    struct bm_zone_stats s;
+    bool racy;      /* the zone lock was not had: counters read without it,
+                     * free lists and pageblocks not walked */
+};
+struct view {
+    const struct zone_snap *zones;          /* one per zone, or NULL */
+    const struct bm_heap_totals *heaps;     /* or NULL: bm_heap_totals() */
+    bool live;      /* heaps holds only this thread's heap and the exited
+                     * threads' counters; no huge table, no heap count */
+};
 
 static void zone_prefix(struct bm_buf *b, int node)
 {
@@ -125,14 +182,28 @@ static void put_columns(struct bm_buf *b, const unsigned long *v, int n, int wid
     bm_putc(b, '\n');
 }
 
-static void write_buddyinfo(struct bm_buf *b, const struct bm_zone_stats *s)
+static void write_buddyinfo(struct bm_buf *b, const struct zone_snap *zs)
 {
+    const struct bm_zone_stats *s = &zs->s;
     zone_prefix(b, s->node);
     put_columns(b, s->nr_free, MAX_ORDER, 6);
 }
 
-static void write_pagetypeinfo_free(struct bm_buf *b, const struct bm_zone_stats *s)
+static void busy_row(struct bm_buf *b, const struct bm_zone_stats *s, const char *what)
 {
+    zone_prefix(b, s->node);
+    bm_puts(b, "busy: ");
+    bm_puts(b, what);
+    bm_puts(b, " not walked without its lock\n");
+}
+
+static void write_pagetypeinfo_free(struct bm_buf *b, const struct zone_snap *zs)
+{
+    const struct bm_zone_stats *s = &zs->s;
+    if (zs->racy) {
+        busy_row(b, s, "free lists");
+        return;
+    }
     for (int mt = 0; mt < MIGRATE_TYPES; mt++) {
         bm_puts(b, "Node ");
         bm_puti(b, s->node, 4);
@@ -143,8 +214,13 @@ static void write_pagetypeinfo_free(struct bm_buf *b, const struct bm_zone_stats
     }
 }
 
-static void write_pagetypeinfo_blocks(struct bm_buf *b, const struct bm_zone_stats *s)
+static void write_pagetypeinfo_blocks(struct bm_buf *b, const struct zone_snap *zs)
 {
+    const struct bm_zone_stats *s = &zs->s;
+    if (zs->racy) {
+        busy_row(b, s, "pageblocks");
+        return;
+    }
     zone_prefix(b, s->node);
     put_columns(b, s->pageblocks, MIGRATE_TYPES, 12);
 }
@@ -166,8 +242,9 @@ static int64_t extfrag(const struct bm_zone_stats *s, unsigned order)
     return 1000 - (int64_t)((1000 + pages * 1000 / (1ULL << order)) / total);
 }
 
-static void write_extfrag(struct bm_buf *b, const struct bm_zone_stats *s)
+static void write_extfrag(struct bm_buf *b, const struct zone_snap *zs)
 {
+    const struct bm_zone_stats *s = &zs->s;
     zone_prefix(b, s->node);
     for (unsigned o = 0; o < MAX_ORDER; o++) {
         bm_putmilli(b, extfrag(s, o), 6);
@@ -176,18 +253,28 @@ static void write_extfrag(struct bm_buf *b, const struct bm_zone_stats *s)
     bm_putc(b, '\n');
 }
 
-static void each_zone(struct bm_buf *b, void (*fn)(struct bm_buf *, const struct bm_zone_stats *))
+/* Zone n as the view has it, or a snapshot taken now into *tmp. */
+static const struct zone_snap *zone_view(const struct view *v, int n, struct zone_snap *tmp)
+{
+    if (v->zones)
+        return &v->zones[n];
+    snapshot(&bm_g.zones[n], &tmp->s);
+    tmp->racy = false;
+    return tmp;
+}
+
+static void each_zone(struct bm_buf *b, const struct view *v,
+                      void (*fn)(struct bm_buf *, const struct zone_snap *))
 {
     for (int n = 0; n < bm_g.nr_nodes; n++) {
-        struct bm_zone_stats s;
-        snapshot(&bm_g.zones[n], &s);
-        fn(b, &s);
+        struct zone_snap tmp;
+        fn(b, zone_view(v, n, &tmp));
     }
 }
 
-static void buddyinfo(struct bm_buf *b) { each_zone(b, write_buddyinfo); }
+static void buddyinfo(struct bm_buf *b, const struct view *v) { each_zone(b, v, write_buddyinfo); }
 
-static void pagetypeinfo(struct bm_buf *b)
+static void pagetypeinfo(struct bm_buf *b, const struct view *v)
 {
     bm_puts(b, "Page block order: ");
     bm_putu(b, pageblock_order, 0);
@@ -201,7 +288,7 @@ static void pagetypeinfo(struct bm_buf *b)
         bm_putc(b, ' ');
     }
     bm_putc(b, '\n');
-    each_zone(b, write_pagetypeinfo_free);
+    each_zone(b, v, write_pagetypeinfo_free);
     bm_putc(b, '\n');
     bm_putsw(b, "Number of blocks type ", -23);
     for (int mt = 0; mt < MIGRATE_TYPES; mt++) {
@@ -209,13 +296,17 @@ static void pagetypeinfo(struct bm_buf *b)
         bm_putc(b, ' ');
     }
     bm_putc(b, '\n');
-    each_zone(b, write_pagetypeinfo_blocks);
+    each_zone(b, v, write_pagetypeinfo_blocks);
 }
 
-static void extfrag_index(struct bm_buf *b) { each_zone(b, write_extfrag); }
-
-static void pagesetinfo(struct bm_buf *b)
+static void extfrag_index(struct bm_buf *b, const struct view *v)
 {
+    each_zone(b, v, write_extfrag);
+}
+
+static void pagesetinfo(struct bm_buf *b, const struct view *v)
+{
+    (void)v;                /* counters read without locks either way */
     for (int n = 0; n < bm_g.nr_nodes; n++) {
         struct bm_zone *z = &bm_g.zones[n];
         bm_puts(b, "Node ");
@@ -264,11 +355,11 @@ static void kv(struct bm_buf *b, const char *k, uint64_t v, const char *unit)
     bm_putc(b, '\n');
 }
 
-static void counters(struct bm_buf *b)
+static void counters(struct bm_buf *b, const struct view *v)
 {
     for (int n = 0; n < bm_g.nr_nodes; n++) {
-        struct bm_zone_stats s;
-        snapshot(&bm_g.zones[n], &s);
+        struct zone_snap tmp;
+        const struct bm_zone_stats s = zone_view(v, n, &tmp)->s;
         bm_puts(b, "Node ");
         bm_puti(b, n, 0);
         bm_puts(b, ", zone   Normal\n");
@@ -343,41 +434,50 @@ BM_API int bm_class_stats(int cls, struct bm_class_stats *out)
     return 0;
 }
 
+/* Everything but the huge mappings, from heap totals; no lock. */
+static void malloc_totals(const struct bm_heap_totals *t, struct bm_malloc_stats *out)
+{
+    memset(out, 0, sizeof *out);
+    out->heaps = t->heaps;
+    for (unsigned c = 0; c < BM_NR_CLASSES; c++) {
+        out->small_allocs += t->nalloc[c];
+        out->small_frees += t->nfree[c];
+        if (t->nalloc[c] > t->nfree[c])
+            out->small_active_bytes += (t->nalloc[c] - t->nfree[c]) * bm_classes[c].size;
+    }
+    out->large_allocs = t->large_nalloc;
+    out->large_frees = t->large_nfree;
+    out->large_bytes = t->large_pages > 0 ? (uint64_t)t->large_pages << BM_PAGE_SHIFT : 0;
+    out->fork_heaps_retired = atomic_load(&bm_fork_heaps_retired);
+    out->fork_heaps_lost = atomic_load(&bm_fork_heaps_lost);
+    out->heaps_swept = atomic_load(&bm_heaps_swept);
+}
+
 BM_API int bm_malloc_stats(struct bm_malloc_stats *out)
 {
     struct bm_heap_totals t;
     bm_ensure_init();
-    memset(out, 0, sizeof *out);
     bm_heap_totals(&t);
-    out->heaps = t.heaps;
-    for (unsigned c = 0; c < BM_NR_CLASSES; c++) {
-        out->small_allocs += t.nalloc[c];
-        out->small_frees += t.nfree[c];
-        if (t.nalloc[c] > t.nfree[c])
-            out->small_active_bytes += (t.nalloc[c] - t.nfree[c]) * bm_classes[c].size;
-    }
-    out->large_allocs = t.large_nalloc;
-    out->large_frees = t.large_nfree;
-    out->large_bytes = t.large_pages > 0 ? (uint64_t)t.large_pages << BM_PAGE_SHIFT : 0;
+    malloc_totals(&t, out);
     bm_huge_stats(&out->huge_allocs, &out->huge_frees, &out->huge_live, &out->huge_bytes);
-    out->fork_heaps_retired = atomic_load(&bm_fork_heaps_retired);
-    out->fork_heaps_lost = atomic_load(&bm_fork_heaps_lost);
-    out->heaps_swept = atomic_load(&bm_heaps_swept);
     return 0;
 }
 
 /* What the program did with malloc, in a few lines: the first thing to read
  * (and what the real-program tests check to prove the allocator served). */
-static void summary(struct bm_buf *b)
+static void summary(struct bm_buf *b, const struct view *v)
 {
     struct bm_malloc_stats m;
-    bm_malloc_stats(&m);
+    if (v->heaps)
+        malloc_totals(v->heaps, &m);
+    else
+        bm_malloc_stats(&m);
     unsigned long resident = 0, released = 0;
     for (int n = 0; n < bm_g.nr_nodes; n++) {
-        struct bm_zone_stats s;
-        snapshot(&bm_g.zones[n], &s);
-        resident += s.resident_pages;
-        released += s.released_pages;
+        struct zone_snap tmp;
+        const struct zone_snap *zs = zone_view(v, n, &tmp);
+        resident += zs->s.resident_pages;
+        released += zs->s.released_pages;
     }
     kv(b, "small allocations", m.small_allocs, "");
     kv(b, "small frees", m.small_frees, "");
@@ -385,12 +485,15 @@ static void summary(struct bm_buf *b)
     kv(b, "large allocations", m.large_allocs, "");
     kv(b, "large frees", m.large_frees, "");
     kv(b, "large bytes live", m.large_bytes, " bytes");
-    kv(b, "huge allocations", m.huge_allocs, "");
-    kv(b, "huge frees", m.huge_frees, "");
-    kv(b, "huge bytes live", m.huge_bytes, " bytes");
+    if (!v->live) {
+        kv(b, "huge allocations", m.huge_allocs, "");
+        kv(b, "huge frees", m.huge_frees, "");
+        kv(b, "huge bytes live", m.huge_bytes, " bytes");
+    }
     kv(b, "regions resident", (uint64_t)resident << (BM_PAGE_SHIFT - 10), " KiB (bound)");
     kv(b, "returned to the OS", (uint64_t)released << (BM_PAGE_SHIFT - 10), " KiB (total)");
-    kv(b, "threads with a heap", m.heaps, "");
+    if (!v->live)
+        kv(b, "threads with a heap", m.heaps, "");
     kv(b, "heaps retired at fork", m.fork_heaps_retired, "");
     kv(b, "heaps lost at fork", m.fork_heaps_lost, "");
     kv(b, "quiet heaps swept", m.heaps_swept, "");
@@ -398,13 +501,17 @@ static void summary(struct bm_buf *b)
 
 /* /proc/slabinfo, version 2.1, one line per size class named bm-SIZE; then
  * the geometry and waste of each class. */
-static void slabinfo(struct bm_buf *b)
+static void slabinfo(struct bm_buf *b, const struct view *v)
 {
-    struct bm_heap_totals t;
+    struct bm_heap_totals now;
     struct bm_class_stats cs[BM_NR_CLASSES];
-    bm_heap_totals(&t);
+    const struct bm_heap_totals *t = v->heaps;
+    if (!t) {
+        bm_heap_totals(&now);
+        t = &now;
+    }
     for (unsigned c = 0; c < BM_NR_CLASSES; c++)
-        class_stats(c, &t, &cs[c]);
+        class_stats(c, t, &cs[c]);
 
     bm_puts(b, "slabinfo - version: 2.1\n"
                "# name            <active_objs> <num_objs> <objsize> <objperslab> "
@@ -442,13 +549,21 @@ static void slabinfo(struct bm_buf *b)
         bm_putu(b, cs[c].frees, 9);
         bm_putc(b, '\n');
     }
+    if (v->live)
+        return;
     bm_puts(b, "threads with a heap: ");
-    bm_putu(b, t.heaps, 0);
+    bm_putu(b, t->heaps, 0);
     bm_putc(b, '\n');
 }
 
-static void huge_info(struct bm_buf *b)
+static void huge_info(struct bm_buf *b, const struct view *v)
 {
+    if (v->live) {
+        /* its counters sit behind a lock of large.c's that this thread
+         * may hold, with no way to try it from here */
+        bm_puts(b, "not read in a live report\n");
+        return;
+    }
     uint64_t allocs, frees, live, bytes;
     bm_huge_stats(&allocs, &frees, &live, &bytes);
     bm_puts(b, "huge (own mmap, above ");
@@ -464,12 +579,13 @@ static void huge_info(struct bm_buf *b)
     bm_putc(b, '\n');
 }
 
-static size_t to_mem(void (*fn)(struct bm_buf *), char *buf, size_t size)
+static size_t to_mem(void (*fn)(struct bm_buf *, const struct view *), char *buf, size_t size)
 {
     struct bm_buf b;
+    const struct view now = { 0 };
     bm_ensure_init();
     bm_buf_mem(&b, buf, size);
-    fn(&b);
+    fn(&b, &now);
     return bm_buf_finish(&b);
 }
 
@@ -506,24 +622,31 @@ BM_API void bm_stats(FILE *f)
     fflush(f);
 }
 
+/* Every table, each under "--- NAME ---", from the view. */
+static void sections(struct bm_buf *b, const struct view *v)
+{
+    static const struct {
+        const char *name;
+        void (*fn)(struct bm_buf *, const struct view *);
+    } table[] = {
+        { "summary", summary },           { "buddyinfo", buddyinfo },
+        { "pagetypeinfo", pagetypeinfo }, { "extfrag_index", extfrag_index },
+        { "pagesets", pagesetinfo },      { "zone counters", counters },
+        { "slabinfo", slabinfo },         { "huge", huge_info },
+    };
+    for (size_t i = 0; i < sizeof table / sizeof table[0]; i++) {
+        bm_puts(b, "--- ");
+        bm_puts(b, table[i].name);
+        bm_puts(b, " ---\n");
+        table[i].fn(b, v);
+    }
+}
+
 static void all_stats(struct bm_buf *b)
 {
-    bm_puts(b, "=== buddymalloc " BM_VERSION " ===\n--- summary ---\n");
-    summary(b);
-    bm_puts(b, "--- buddyinfo ---\n");
-    buddyinfo(b);
-    bm_puts(b, "--- pagetypeinfo ---\n");
-    pagetypeinfo(b);
-    bm_puts(b, "--- extfrag_index ---\n");
-    extfrag_index(b);
-    bm_puts(b, "--- pagesets ---\n");
-    pagesetinfo(b);
-    bm_puts(b, "--- zone counters ---\n");
-    counters(b);
-    bm_puts(b, "--- slabinfo ---\n");
-    slabinfo(b);
-    bm_puts(b, "--- huge ---\n");
-    huge_info(b);
+    const struct view now = { 0 };
+    bm_puts(b, "=== buddymalloc " BM_VERSION " ===\n");
+    sections(b, &now);
 }
 
 /* ---- statistics at exit (option stats) --------------------------------- */
@@ -603,4 +726,322 @@ __attribute__((destructor)) static void stats_at_exit(void)
     bm_buf_finish(&b);
     if (fd != 2 && fd != stats_err_fd)
         close(fd);
+}
+
+/* ---- live statistics (option stats_signal) ------------------------------ *
+ *
+ * At start-up a memfd named buddymalloc-stats is made and a handler for the
+ * chosen signal installed. Each signal rewrites the memfd from offset 0: a
+ * header line (pid, program, signal, sequence number, monotonic time),
+ * every table, and a last line "=== end SEQ ===" with the same number, so a
+ * reader knows the report is whole. `buddymalloc stat PID` finds the memfd
+ * in /proc/PID/fd, sends the signal and waits for that line.
+ *
+ * The handler may interrupt a thread inside the allocator holding any of
+ * its locks, so it waits for none:
+ *  - a zone lock is tried for a bounded time (another thread lets go within
+ *    microseconds, the interrupted one never would); without it the zone's
+ *    counters are read as they are, its lists are not walked, and the
+ *    report names the zone busy;
+ *  - pageset counters are read without their locks, as in every report;
+ *  - the heaps list (heap.c) and the huge table (large.c) are behind locks
+ *    that only their files can try: the report sums the exited threads'
+ *    counters and the interrupted thread's own heap, and leaves the huge
+ *    table out.
+ * Nothing allocates or uses stdio. The snapshots and the text buffer are
+ * static (one report at a time, see live_handler), so the handler's stack
+ * stays small on small thread stacks.
+ */
+#define LIVE_FD_MIN 100         /* above the numbers programs pick themselves */
+#define LIVE_YIELDS 8           /* zone lock: tries with sched_yield between, */
+#define LIVE_SLEEPS 100         /* ... then with 100 us sleeps: ~10 ms at most */
+
+static int live_fd = -1;
+static pid_t live_pid;
+static dev_t live_dev;
+static ino_t live_ino;
+static _Atomic uint64_t live_seq;   /* written by the report only */
+static off_t live_off;
+/* 0 idle, else the writer's pid << 2 | 1 (writing) or | 2 (writing and
+ * asked again); see live_handler */
+static _Atomic long live_state;
+static _Atomic uint64_t live_signals, live_merged;
+static char live_text[8192];
+static struct zone_snap live_zones[BM_MAX_NODES];
+static struct bm_heap_totals live_heaps;
+
+int bm_stats_live_fd(void) { return live_fd; }
+
+void bm_stats_live_counts(struct bm_live_counts *c)
+{
+    c->signals = atomic_load(&live_signals);
+    c->reports = atomic_load(&live_seq);
+    c->merged = atomic_load(&live_merged);
+    c->writing = atomic_load(&live_state) != 0;
+}
+
+/*
+ * The memfd must be this process's own and still at live_fd: a fork child
+ * shares its parent's file (it gets a new one, at the same number), and a
+ * program may close every descriptor or dup2 onto ours, in which case the
+ * number is no longer ours and a report must never go there.
+ */
+static bool live_open(void)
+{
+    struct stat st;
+    bool ours = live_fd >= 0 && fstat(live_fd, &st) == 0 && st.st_dev == live_dev &&
+                st.st_ino == live_ino;
+    if (ours && live_pid == getpid())
+        return true;
+    int fd = memfd_create("buddymalloc-stats", MFD_CLOEXEC);
+    if (fd < 0)
+        return false;
+    int target = ours ? dup3(fd, live_fd, O_CLOEXEC) : fcntl(fd, F_DUPFD_CLOEXEC, LIVE_FD_MIN);
+    if (target >= 0) {
+        close(fd);
+        fd = target;
+    }
+    if (fstat(fd, &st) != 0) {
+        close(fd);
+        return false;
+    }
+    live_fd = fd;
+    live_dev = st.st_dev;
+    live_ino = st.st_ino;
+    live_pid = getpid();
+    live_seq = 0;
+    return true;
+}
+
+static void live_sink(void *ctx, const char *s, size_t n)
+{
+    (void)ctx;
+    while (n) {
+        ssize_t w = pwrite(live_fd, s, n, live_off);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return;             /* nowhere to report a failed report */
+        live_off += w;
+        s += w;
+        n -= (size_t)w;
+    }
+}
+
+static bool live_trylock(bm_mutex_t *m)
+{
+    for (int i = 0; i < LIVE_YIELDS + LIVE_SLEEPS; i++) {
+        if (bm_mutex_trylock(m))
+            return true;
+        if (i < LIVE_YIELDS) {
+            sched_yield();
+        } else {
+            struct timespec ts = { 0, 100000 };
+            nanosleep(&ts, NULL);
+        }
+    }
+    return false;
+}
+
+/* The heaps' counters readable without the heaps lock: the exited threads'
+ * totals and this thread's own heap, which only this thread writes. */
+static void live_heap_totals(struct bm_heap_totals *t)
+{
+    const struct bm_heap *h = bm_tls_heap;
+    memset(t, 0, sizeof *t);
+    for (unsigned c = 0; c < BM_NR_CLASSES; c++) {
+        t->nalloc[c] = atomic_load(&bm_retired_nalloc[c]);
+        t->nfree[c] = atomic_load(&bm_retired_nfree[c]);
+        t->slabs[c] = atomic_load(&bm_slab_stats[c].slabs);
+        if (h != &bm_heap_empty) {
+            t->nalloc[c] += h->nalloc[c];
+            t->nfree[c] += h->nfree[c];
+            t->slabs[c] += (unsigned long)h->slab_net[c];
+        }
+    }
+    t->large_nalloc = atomic_load(&bm_retired_large_nalloc);
+    t->large_nfree = atomic_load(&bm_retired_large_nfree);
+    t->large_pages = atomic_load(&bm_retired_large_pages);
+    if (h != &bm_heap_empty) {
+        t->large_nalloc += h->large_nalloc;
+        t->large_nfree += h->large_nfree;
+        t->large_pages += h->large_pages;
+    }
+}
+
+static uint64_t mono_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+/* The first line, which `buddymalloc stat` parses: ") signal S seq N ",
+ * then the CLOCK_MONOTONIC time of the report in seconds. */
+static void live_header(struct bm_buf *b, uint64_t seq, uint64_t ns)
+{
+    bm_puts(b, "=== buddymalloc live statistics: pid ");
+    bm_puti(b, getpid(), 0);
+    bm_puts(b, " (");
+    put_comm(b);
+    bm_puts(b, ") signal ");
+    bm_puti(b, bm_g.opt.stats_signal, 0);
+    bm_puts(b, " seq ");
+    bm_putu(b, seq, 0);
+    bm_puts(b, " monotonic ");
+    bm_putu(b, ns / 1000000000u, 0);
+    bm_putc(b, '.');
+    for (uint64_t us = ns / 1000 % 1000000, d = 100000; d; d /= 10)
+        bm_putc(b, (char)('0' + us / d % 10));
+    bm_puts(b, " ===\n");
+}
+
+static void live_end(struct bm_buf *b, uint64_t seq)
+{
+    bm_puts(b, "=== end ");
+    bm_putu(b, seq, 0);
+    bm_puts(b, " ===\n");
+}
+
+/* Rewrites the memfd with a whole report; live_busy is held. */
+static void live_report(void)
+{
+    uint64_t t0 = mono_ns();
+    if (!live_open())
+        return;
+    uint64_t seq = ++live_seq;
+    for (int n = 0; n < bm_g.nr_nodes; n++) {
+        struct bm_zone *z = &bm_g.zones[n];
+        bool locked = live_trylock(&z->lock);
+        fill(z, &live_zones[n].s, locked);
+        live_zones[n].racy = !locked;
+    }
+    live_heap_totals(&live_heaps);
+    const struct view v = { live_zones, &live_heaps, true };
+
+    if (ftruncate(live_fd, 0) != 0)
+        return;
+    live_off = 0;
+    struct bm_buf b;
+    bm_buf_sink(&b, live_sink, NULL, live_text, sizeof live_text);
+    live_header(&b, seq, t0);
+    bm_puts(&b, "signals that came during a report: ");
+    bm_putu(&b, atomic_load(&live_merged), 0);
+    bm_puts(&b, " (answered by the report after it)");
+    bm_puts(&b, "\nheaps: counted from this thread's heap and those of exited threads; "
+                "other threads' heaps are not read from a signal handler\n");
+    for (int n = 0; n < bm_g.nr_nodes; n++) {
+        if (!live_zones[n].racy)
+            continue;
+        bm_puts(&b, "zone ");
+        bm_puti(&b, n, 0);
+        bm_puts(&b, " busy: counters read without its lock\n");
+    }
+    sections(&b, &v);
+    bm_puts(&b, "--- report ---\ntook ");
+    bm_putu(&b, (mono_ns() - t0) / 1000, 0);
+    bm_puts(&b, " us, ");
+    bm_putu(&b, b.total + b.len, 0);
+    bm_puts(&b, " bytes before this line\n");
+    live_end(&b, seq);
+    bm_buf_finish(&b);
+}
+
+/*
+ * One report at a time, and no waiting: a signal that comes while another
+ * thread writes a report only marks that it was asked again (state 2) and
+ * returns; the writer then writes one more report, which starts after that
+ * signal came, so `buddymalloc stat` gets a fresh one instead of a timeout.
+ * (Dropping it would lose a request that lands between the writer's last
+ * line and its release of the state.) A flood of signals keeps one thread
+ * writing at most LIVE_RERUNS more times. The state names the writer's
+ * process: a fork child that inherits a report being written by one of its
+ * parent's threads (which do not exist in the child) takes it as idle.
+ * errno is kept for the interrupted code.
+ */
+#define LIVE_RERUNS 4
+
+static void live_handler(int sig, siginfo_t *info, void *uctx)
+{
+    (void)sig;
+    (void)info;
+    (void)uctx;
+    int saved = errno;
+    const long writing = (long)getpid() << 2 | 1, again = writing + 1;
+    for (;;) {
+        long s = atomic_load(&live_state);
+        if (s >> 2 != writing >> 2) {
+            if (atomic_compare_exchange_strong(&live_state, &s, writing))
+                break;
+        } else if (s == again || atomic_compare_exchange_strong(&live_state, &s, again)) {
+            atomic_fetch_add(&live_merged, 1);
+            atomic_fetch_add(&live_signals, 1);
+            errno = saved;
+            return;
+        }
+    }
+    for (int run = 0;; run++) {
+        live_report();
+        long s = writing;
+        if (atomic_compare_exchange_strong(&live_state, &s, 0))
+            break;
+        /* asked again while writing (only this thread leaves that state) */
+        if (run == LIVE_RERUNS) {
+            atomic_store(&live_state, 0);
+            break;
+        }
+        atomic_store(&live_state, writing);
+    }
+    atomic_fetch_add(&live_signals, 1);     /* last: its counts are final */
+    errno = saved;
+}
+
+static void live_message(const char *what)
+{
+    char scratch[256];
+    struct bm_buf b;
+    bm_buf_fd(&b, 2, scratch, sizeof scratch);
+    bm_puts(&b, "buddymalloc: stats_signal=");
+    bm_puti(&b, bm_g.opt.stats_signal, 0);
+    bm_puts(&b, ": ");
+    bm_puts(&b, what);
+    bm_puts(&b, "; no live statistics\n");
+    bm_buf_finish(&b);
+}
+
+/* At bootstrap, after the allocator is set up (init.c). A handler the
+ * program installed before its first malloc, or an ignored signal, is left
+ * as it is. */
+void bm_stats_live_setup(void)
+{
+    int sig = bm_g.opt.stats_signal;
+    struct sigaction old, sa;
+    if (!sig)
+        return;
+    if (sigaction(sig, NULL, &old) != 0) {
+        live_message("sigaction failed");
+        return;
+    }
+    if ((old.sa_flags & SA_SIGINFO) || old.sa_handler != SIG_DFL) {
+        live_message("the program already handles or ignores this signal");
+        return;
+    }
+    if (!live_open()) {
+        live_message("memfd_create failed");
+        return;
+    }
+    char scratch[256];
+    struct bm_buf b;
+    live_off = 0;
+    bm_buf_sink(&b, live_sink, NULL, scratch, sizeof scratch);
+    live_header(&b, 0, mono_ns());
+    bm_puts(&b, "no report yet: send the signal (buddymalloc stat PID)\n");
+    live_end(&b, 0);
+    bm_buf_finish(&b);
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = live_handler;
+    sa.sa_flags = SA_RESTART | SA_SIGINFO;
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(sig, &sa, NULL) != 0)
+        live_message("sigaction failed");
 }

@@ -344,6 +344,7 @@ struct bm_options {
     int stats_at_exit;              /* print every statistic when the process exits */
     long stats_pid;                 /* ... only in this process (0: in every one) */
     char stats_file[256];           /* ... appended to this file, "" = stderr */
+    int stats_signal;               /* live report into a memfd on this signal, 0 = off */
     /* fault injection (tests): the fail_mmap-th mmap/mremap from start-up
      * and the fail_mmap_count - 1 after it fail; madvise the same */
     unsigned long fail_mmap, fail_mmap_count, fail_madvise, fail_madvise_count;

@@ -224,3 +224,52 @@ Test(options, verbose_announces_the_configuration, .init = cr_redirect_stderr)
     cr_assert(strstr(line, "harden=secure") && strstr(line, "thp=never") &&
               strstr(line, "numa=local") && strstr(line, "release=dontneed"), "%s", line);
 }
+
+/* stats_signal: a number, a name with or without SIG in any case, RTMIN+N. */
+Test(options, stats_signal_values)
+{
+    const struct { const char *in; int sig; } ok[] = {
+        { "stats_signal=USR2", SIGUSR2 },   { "stats_signal=SIGUSR1", SIGUSR1 },
+        { "stats_signal=usr1", SIGUSR1 },   { "stats_signal=sigwinch", SIGWINCH },
+        { "stats_signal=12", 12 },          { "stats_signal=HUP", SIGHUP },
+        { "stats_signal=off", 0 },          { "stats_signal=0", 0 },
+        { "stats_signal=RTMIN", SIGRTMIN }, { "stats_signal=RTMIN+3", SIGRTMIN + 3 },
+        { "stats_signal=SIGRTMAX-1", SIGRTMAX - 1 },
+    };
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
+        struct bm_options o;
+        bm_options_defaults(&o);
+        cr_assert_eq(o.stats_signal, 0, "off by default");
+        o.stats_signal = 99;
+        cr_assert_eq(bm_options_parse(&o, ok[i].in), 0, "%s", ok[i].in);
+        cr_assert_eq(o.stats_signal, ok[i].sig, "%s gave %d", ok[i].in, o.stats_signal);
+    }
+}
+
+/* Signals that cannot be caught, that the program needs (faults, abort),
+ * glibc's own (32), none at all. */
+Test(options, stats_signal_refused, .init = cr_redirect_stderr)
+{
+    static const char *const refused[] = {
+        "KILL", "9", "SIGSTOP", "SEGV", "bus", "FPE", "ILL", "6", "32", "65",
+        "USR3", "RTMIN+99", "RTMAX+1", "-12", "",
+    };
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+        char opt[64];
+        snprintf(opt, sizeof opt, "stats_signal=%s", refused[i]);
+        check_rejected(opt);
+    }
+}
+
+Test(options, stats_signal_messages, .init = cr_redirect_stderr)
+{
+    struct bm_options o;
+    bm_options_defaults(&o);
+    cr_assert_eq(bm_options_parse(&o, "stats_signal=SEGV,stats_signal=USR9"), 2);
+    cr_assert_eq(o.stats_signal, 0);
+    fflush(stderr);
+    cr_assert_stderr_eq_str(
+        "buddymalloc: BUDDYMALLOC_OPTIONS: bad value in 'stats_signal=SEGV' (a signal that "
+        "cannot or must not be caught; default kept)\n"
+        "buddymalloc: BUDDYMALLOC_OPTIONS: bad value in 'stats_signal=USR9' (default kept)\n");
+}

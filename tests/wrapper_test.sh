@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # `buddymalloc run` and the statistics-at-exit options: flags, bad input,
-# which processes print. Prints "N passed, M failed".
+# which processes print; `buddymalloc stat` and its errors.
+# Prints "N passed, M failed".
 set -u
 wrapper=$1
 passed=0 failed=0
@@ -75,6 +76,53 @@ check "empty stats_file refused" grep -q "bad value in 'stats_file='" "$tmp/err"
 out=$(BUDDYMALLOC_OPTIONS=pcp=off "$wrapper" run --stats -- bash -c 'echo "$BUDDYMALLOC_OPTIONS"' 2>/dev/null)
 check "environment options kept and extended ($out)" \
     bash -c '[[ "$1" == pcp=off,stats=1,stats_pid=* ]]' _ "$out"
+
+# buddymalloc stat PID: live statistics of a running process
+"$wrapper" stat 2>"$tmp/err"
+check "stat without a pid exits 2" test $? -eq 2
+"$wrapper" stat 12x 2>"$tmp/err"
+check "stat with a bad pid exits 2" test $? -eq 2
+nobody=$(bash -c 'echo $$')      # a process that has exited
+"$wrapper" stat "$nobody" 2>"$tmp/err"
+check "stat of no process exits 1" test $? -eq 1
+check "stat of no process says so" grep -q "no process $nobody" "$tmp/err"
+
+# sleep allocates at start-up (locale), so the allocator is set up in it
+sleep 30 & plain=$!
+"$wrapper" run -- sleep 30 & bm=$!
+"$wrapper" run -o stats_signal=USR2 -- sleep 30 & live=$!
+# a program that blocks the signal: no report comes
+"$wrapper" run -o stats_signal=USR2 -- python3 -c \
+    'import signal, time; signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR2}); print("ready", flush=True); time.sleep(30)' \
+    >"$tmp/blocked.out" & blocked=$!
+for _ in $(seq 100); do grep -q ready "$tmp/blocked.out" 2>/dev/null && break; sleep 0.1; done
+sleep 0.3
+"$wrapper" stat "$plain" 2>"$tmp/err"
+check "stat of a process without buddymalloc exits 1" test $? -eq 1
+check "... and names the option to set" grep -q "does not run buddymalloc with option stats_signal set: start it with 'buddymalloc run -o stats_signal=USR2" "$tmp/err"
+"$wrapper" stat "$bm" 2>"$tmp/err"
+check "stat of a process without stats_signal exits 1" test $? -eq 1
+check "... and says it runs buddymalloc without the option" grep -q "runs buddymalloc without live statistics (option stats_signal is not set" "$tmp/err"
+"$wrapper" stat "$live" >"$tmp/live1" 2>"$tmp/err"
+check "stat of a live process exits 0" test $? -eq 0
+check "stat prints the header" grep -q "^=== buddymalloc live statistics: pid $live (sleep) signal 12 seq 1 monotonic [0-9]*\.[0-9]\{6\} ===\$" "$tmp/live1"
+"$wrapper" stat "$live" >"$tmp/live2" 2>"$tmp/err"
+check "a second stat is a new report" grep -q '^=== end 2 ===$' "$tmp/live2"
+for section in summary buddyinfo pagetypeinfo pagesets slabinfo; do
+    check "stat has $section" grep -q "^--- $section ---" "$tmp/live2"
+done
+start=$SECONDS
+"$wrapper" stat "$blocked" >/dev/null 2>"$tmp/err"
+check "stat of a process that blocks the signal exits 1" test $? -eq 1
+check "... after about 5 s" test $((SECONDS - start)) -ge 4
+check "... and says no report came" grep -q "no report from process $blocked (python3) within 5 s of signal 12" "$tmp/err"
+kill "$plain" "$bm" "$live" "$blocked" 2>/dev/null
+wait 2>/dev/null
+
+# a refused signal is named, the program runs
+out=$("$wrapper" run -o stats_signal=SEGV -- bash -c 'echo ran' 2>"$tmp/err")
+check "stats_signal=SEGV: the program runs" test "$out" = ran
+check "stats_signal=SEGV is refused" grep -q "bad value in 'stats_signal=SEGV' (a signal that cannot or must not be caught; default kept)" "$tmp/err"
 
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

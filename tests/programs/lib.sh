@@ -352,6 +352,23 @@ free_port() {
     fail "no free TCP port found on 127.0.0.1"
 }
 
+# shutdown_wait PID WHAT LOG...: a server sent SHUTDOWN must exit within
+# 20 s with status 0; if not, the test fails, showing the ends of LOGs.
+shutdown_wait() {
+    local pid=$1 what=$2 i rc=0 f
+    shift 2
+    for ((i = 0; i < 200; i++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    kill -0 "$pid" 2>/dev/null && fail "$what still runs 20 s after SHUTDOWN"
+    wait "$pid" || rc=$?
+    if ((rc != 0)); then
+        for f in "$@"; do show_tail "$f"; done
+        fail "$what $(_explain_rc "$rc" 300)"
+    fi
+}
+
 # wait_for SECONDS CMD...: retries CMD every 0.1 s until it succeeds.
 wait_for() {
     local t=$1 i

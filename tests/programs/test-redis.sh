@@ -144,20 +144,8 @@ run_mode() {
     fi
     # A normal exit through SHUTDOWN (statistics at exit in the bm run).
     cli shutdown nosave >/dev/null 2>&1 || true
-    local i
-    for ((i = 0; i < 200; i++)); do
-        kill -0 "$SERVER_PID" 2>/dev/null || break
-        sleep 0.1
-    done
-    kill -0 "$SERVER_PID" 2>/dev/null && fail "$mode: redis-server still runs 20 s after SHUTDOWN"
-    rc=0
-    wait "$SERVER_PID" || rc=$?
+    shutdown_wait "$SERVER_PID" "$mode: redis-server" "$TMP/$mode/redis.log" "$TMP/$mode/server.out"
     SERVER_PID=''
-    if ((rc != 0)); then
-        show_tail "$TMP/$mode/redis.log"
-        show_tail "$TMP/$mode/server.out"
-        fail "$mode: redis-server $(_explain_rc "$rc" 300)"
-    fi
     no_complaints "$TMP/$mode/server.out"
     note "$mode run took $((SECONDS - start))s"
 }
