@@ -254,17 +254,10 @@ void bm_heaps_after_fork(void)
  * the reads are safe.
  */
 __attribute__((no_sanitize("thread")))
-void bm_heap_totals(struct bm_heap_totals *t)
+/* Sum the live heaps' counters into t (which holds the retired ones).
+ * heaps_lock held. */
+static void add_live_heaps(struct bm_heap_totals *t)
 {
-    for (unsigned c = 0; c < BM_NR_CLASSES; c++) {
-        t->nalloc[c] = atomic_load(&bm_retired_nalloc[c]);
-        t->nfree[c] = atomic_load(&bm_retired_nfree[c]);
-        t->slabs[c] = atomic_load(&bm_slab_stats[c].slabs);
-    }
-    t->large_nalloc = atomic_load(&bm_retired_large_nalloc);
-    t->large_nfree = atomic_load(&bm_retired_large_nfree);
-    t->large_pages = atomic_load(&bm_retired_large_pages);
-    bm_mutex_lock(&heaps_lock);
     for (struct bm_heap *h = live_heaps; h; h = h->next) {
         for (unsigned c = 0; c < BM_NR_CLASSES; c++) {
             t->nalloc[c] += __atomic_load_n(&h->nalloc[c], __ATOMIC_RELAXED);
@@ -276,7 +269,39 @@ void bm_heap_totals(struct bm_heap_totals *t)
         t->large_pages += __atomic_load_n(&h->large_pages, __ATOMIC_RELAXED);
     }
     t->heaps = nr_live_heaps;
+}
+
+static void retired_totals(struct bm_heap_totals *t)
+{
+    for (unsigned c = 0; c < BM_NR_CLASSES; c++) {
+        t->nalloc[c] = atomic_load(&bm_retired_nalloc[c]);
+        t->nfree[c] = atomic_load(&bm_retired_nfree[c]);
+        t->slabs[c] = atomic_load(&bm_slab_stats[c].slabs);
+    }
+    t->large_nalloc = atomic_load(&bm_retired_large_nalloc);
+    t->large_nfree = atomic_load(&bm_retired_large_nfree);
+    t->large_pages = atomic_load(&bm_retired_large_pages);
+}
+
+void bm_heap_totals(struct bm_heap_totals *t)
+{
+    retired_totals(t);
+    bm_mutex_lock(&heaps_lock);
+    add_live_heaps(t);
     bm_mutex_unlock(&heaps_lock);
+}
+
+/* The same with the heaps lock taken by trylock, which may give up (the
+ * live report: the interrupted thread may hold it, or a thread holding it
+ * may wait for a lock the interrupted one holds): then false. */
+bool bm_heap_totals_try(struct bm_heap_totals *t, bool (*trylock)(bm_mutex_t *))
+{
+    if (!trylock(&heaps_lock))
+        return false;
+    retired_totals(t);
+    add_live_heaps(t);
+    bm_mutex_unlock(&heaps_lock);
+    return true;
 }
 
 /* The calling thread's heap gives back its empty slabs, current ones too

@@ -335,6 +335,20 @@ void *bm_huge_realloc(void *p, size_t size)
     return q;
 }
 
+/* The live report's: the table's lock by trylock, which may give up. */
+bool bm_huge_stats_try(uint64_t *allocs, uint64_t *frees, uint64_t *live, uint64_t *bytes,
+                       bool (*trylock)(bm_mutex_t *))
+{
+    if (!trylock(&huge.lock))
+        return false;
+    *allocs = huge.allocs;
+    *frees = huge.frees;
+    *live = huge.live;
+    *bytes = huge.bytes;
+    bm_mutex_unlock(&huge.lock);
+    return true;
+}
+
 void bm_huge_stats(uint64_t *allocs, uint64_t *frees, uint64_t *live, uint64_t *bytes)
 {
     bm_mutex_lock(&huge.lock);

@@ -21,6 +21,7 @@ struct bm_heap_totals {
     unsigned long slabs[BM_NR_CLASSES];                     /* in existence */
 };
 void bm_heap_totals(struct bm_heap_totals *t);
+bool bm_heap_totals_try(struct bm_heap_totals *t, bool (*trylock)(bm_mutex_t *));
 void bm_heap_trim_current(void);
 
 /* slab.c */

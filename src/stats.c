@@ -155,8 +155,11 @@ struct zone_snap {
 struct view {
     const struct zone_snap *zones;          /* one per zone, or NULL */
     const struct bm_heap_totals *heaps;     /* or NULL: bm_heap_totals() */
-    bool live;      /* heaps holds only this thread's heap and the exited
-                     * threads' counters; no huge table, no heap count */
+    bool live;      /* a live report (stats_signal), which had: */
+    bool all_heaps; /* ... every heap; else heaps holds only this thread's
+                     * heap and the exited threads' counters, no heap count */
+    bool huge_read; /* ... the huge table's counters, in huge[] */
+    uint64_t huge[4];   /* allocs, frees, live, bytes */
 };
 
 static void zone_prefix(struct bm_buf *b, int node)
@@ -485,14 +488,19 @@ static void summary(struct bm_buf *b, const struct view *v)
     kv(b, "large allocations", m.large_allocs, "");
     kv(b, "large frees", m.large_frees, "");
     kv(b, "large bytes live", m.large_bytes, " bytes");
-    if (!v->live) {
+    if (v->live && v->huge_read) {
+        m.huge_allocs = v->huge[0];
+        m.huge_frees = v->huge[1];
+        m.huge_bytes = v->huge[3];
+    }
+    if (!v->live || v->huge_read) {
         kv(b, "huge allocations", m.huge_allocs, "");
         kv(b, "huge frees", m.huge_frees, "");
         kv(b, "huge bytes live", m.huge_bytes, " bytes");
     }
     kv(b, "regions resident", (uint64_t)resident << (BM_PAGE_SHIFT - 10), " KiB (bound)");
     kv(b, "returned to the OS", (uint64_t)released << (BM_PAGE_SHIFT - 10), " KiB (total)");
-    if (!v->live)
+    if (!v->live || v->all_heaps)
         kv(b, "threads with a heap", m.heaps, "");
     kv(b, "heaps retired at fork", m.fork_heaps_retired, "");
     kv(b, "heaps lost at fork", m.fork_heaps_lost, "");
@@ -549,7 +557,7 @@ static void slabinfo(struct bm_buf *b, const struct view *v)
         bm_putu(b, cs[c].frees, 9);
         bm_putc(b, '\n');
     }
-    if (v->live)
+    if (v->live && !v->all_heaps)
         return;
     bm_puts(b, "threads with a heap: ");
     bm_putu(b, t->heaps, 0);
@@ -558,14 +566,17 @@ static void slabinfo(struct bm_buf *b, const struct view *v)
 
 static void huge_info(struct bm_buf *b, const struct view *v)
 {
-    if (v->live) {
-        /* its counters sit behind a lock of large.c's that this thread
-         * may hold, with no way to try it from here */
-        bm_puts(b, "not read in a live report\n");
+    if (v->live && !v->huge_read) {
+        /* its lock could not be had (the interrupted thread may hold it) */
+        bm_puts(b, "huge table busy: not read in this live report\n");
         return;
     }
     uint64_t allocs, frees, live, bytes;
-    bm_huge_stats(&allocs, &frees, &live, &bytes);
+    if (v->live) {
+        allocs = v->huge[0], frees = v->huge[1], live = v->huge[2], bytes = v->huge[3];
+    } else {
+        bm_huge_stats(&allocs, &frees, &live, &bytes);
+    }
     bm_puts(b, "huge (own mmap, above ");
     bm_putu(b, (BM_PAGE_SIZE << (MAX_ORDER - 1)) >> 10, 0);
     bm_puts(b, " KiB): allocs ");
@@ -744,10 +755,11 @@ __attribute__((destructor)) static void stats_at_exit(void)
  *    counters are read as they are, its lists are not walked, and the
  *    report names the zone busy;
  *  - pageset counters are read without their locks, as in every report;
- *  - the heaps list (heap.c) and the huge table (large.c) are behind locks
- *    that only their files can try: the report sums the exited threads'
- *    counters and the interrupted thread's own heap, and leaves the huge
- *    table out.
+ *  - the heaps list (heap.c) and the huge table (large.c) are tried the
+ *    same way (bm_heap_totals_try, bm_huge_stats_try); without the heaps
+ *    lock the report sums the exited threads' counters and the
+ *    interrupted thread's own heap, without the table's it leaves the huge
+ *    mappings out, and says so.
  * Nothing allocates or uses stdio. The snapshots and the text buffer are
  * static (one report at a time, see live_handler), so the handler's stack
  * stays small on small thread stacks.
@@ -916,8 +928,11 @@ static void live_report(void)
         fill(z, &live_zones[n].s, locked);
         live_zones[n].racy = !locked;
     }
-    live_heap_totals(&live_heaps);
-    const struct view v = { live_zones, &live_heaps, true };
+    struct view v = { live_zones, &live_heaps, true, false, false, { 0 } };
+    v.all_heaps = bm_heap_totals_try(&live_heaps, live_trylock);
+    if (!v.all_heaps)
+        live_heap_totals(&live_heaps);
+    v.huge_read = bm_huge_stats_try(&v.huge[0], &v.huge[1], &v.huge[2], &v.huge[3], live_trylock);
 
     if (ftruncate(live_fd, 0) != 0)
         return;
@@ -928,8 +943,10 @@ static void live_report(void)
     bm_puts(&b, "signals that came during a report: ");
     bm_putu(&b, atomic_load(&live_merged), 0);
     bm_puts(&b, " (answered by the report after it)");
-    bm_puts(&b, "\nheaps: counted from this thread's heap and those of exited threads; "
-                "other threads' heaps are not read from a signal handler\n");
+    bm_putc(&b, '\n');
+    if (!v.all_heaps)
+        bm_puts(&b, "heaps lock busy: counted from this thread's heap and those of exited "
+                    "threads only\n");
     for (int n = 0; n < bm_g.nr_nodes; n++) {
         if (!live_zones[n].racy)
             continue;

@@ -267,6 +267,9 @@ Test(live, every_lock_held_by_this_thread, .timeout = 30)
     size_t len = read_image();
     assert_report(image, len, 1);
     cr_assert_not_null(strstr(image, "\nzone 0 busy: "), "%s", image);
+    cr_assert_not_null(strstr(image, "\nheaps lock busy: "), "%s", image);
+    cr_assert_not_null(strstr(image, "huge table busy: not read"), "%s", image);
+    cr_assert_null(strstr(image, "threads with a heap"), "no heap count without the lock");
     /* this thread's heap is read without the heaps lock */
     const char *p = strstr(image, "\n  small allocations ");
     unsigned long long small = 0;
@@ -369,4 +372,47 @@ Test(live, off_by_default)
     struct sigaction sa;
     sigaction(SIGUSR2, NULL, &sa);
     cr_assert_eq(sa.sa_handler, SIG_DFL);
+}
+
+/* With no lock held, a report counts every thread's heap and the huge
+ * mappings: another thread's allocations and a huge block show. */
+static void *alloc_in_thread(void *arg)
+{
+    void **out = arg;
+    for (int i = 0; i < 1000; i++)
+        out[i] = bm_malloc(40);
+    return NULL;
+}
+
+Test(live, other_threads_and_huge_mappings_are_counted, .timeout = 30)
+{
+    start();
+    static void *blocks[1000];
+    void *huge = bm_malloc(8 << 20);
+    pthread_t t;
+    pthread_create(&t, NULL, alloc_in_thread, blocks);
+    pthread_join(t, NULL);
+    void *keep_thread_alive = bm_malloc(1);  /* (the thread's heap is retired at exit:
+                                              * counted either way) */
+    raise(SIGUSR2);
+    size_t len = read_image();
+    assert_report(image, len, 1);
+    cr_assert_null(strstr(image, "heaps lock busy"), "no lock was held:\n%s", image);
+    cr_assert_null(strstr(image, "huge table busy"), "no lock was held:\n%s", image);
+    cr_assert_null(strstr(image, "zone 0 busy"), "no lock was held:\n%s", image);
+    cr_assert_not_null(strstr(image, "threads with a heap"), "%s", image);
+    unsigned long long small = 0, huge_allocs = 0;
+    const char *p = strstr(image, "\n  small allocations ");
+    cr_assert_eq(sscanf(p, "\n  small allocations %llu", &small), 1);
+    cr_assert_geq(small, 1001, "%s", image);
+    p = strstr(image, "\n  huge allocations ");
+    cr_assert_not_null(p, "%s", image);
+    cr_assert_eq(sscanf(p, "\n  huge allocations %llu", &huge_allocs), 1);
+    cr_assert_eq(huge_allocs, 1, "%s", image);
+    cr_assert_not_null(strstr(image, "huge (own mmap"), "%s", image);
+    for (int i = 0; i < 1000; i++)
+        bm_free(blocks[i]);
+    bm_free(huge);
+    bm_free(keep_thread_alive);
+    assert_heap_ok();
 }
