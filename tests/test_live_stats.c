@@ -237,6 +237,19 @@ Test(live, zone_lock_held_by_this_thread, .timeout = 30)
     assert_heap_ok();
 }
 
+/* The value of a summary line of a report. */
+static unsigned long long summary_value(const char *img, const char *name)
+{
+    char key[64], fmt[80];
+    snprintf(key, sizeof key, "\n  %s ", name);
+    const char *p = strstr(img, key);
+    cr_assert_not_null(p, "no '%s' in:\n%s", name, img);
+    unsigned long long v = 0;
+    snprintf(fmt, sizeof fmt, "%s%%llu", key);
+    cr_assert_eq(sscanf(p, fmt, &v), 1);
+    return v;
+}
+
 /* Every lock of the allocator, as fork's prepare handler holds them: the
  * start-up lock, the heaps list and every heap, the abandoned-slab lists,
  * the huge table, every pageset and the zone. */
@@ -271,10 +284,8 @@ Test(live, every_lock_held_by_this_thread, .timeout = 30)
     cr_assert_not_null(strstr(image, "huge table busy: not read"), "%s", image);
     cr_assert_null(strstr(image, "threads with a heap"), "no heap count without the lock");
     /* this thread's heap is read without the heaps lock */
-    const char *p = strstr(image, "\n  small allocations ");
-    unsigned long long small = 0;
-    cr_assert_eq(sscanf(p, "\n  small allocations %llu", &small), 1);
-    cr_assert_eq(small, 2, "the two mallocs of this thread:\n%s", image);
+    cr_assert_eq(summary_value(image, "small allocations"), 2,
+                 "the two mallocs of this thread:\n%s", image);
     bm_free(keep);
     assert_heap_ok();
 }
@@ -375,12 +386,17 @@ Test(live, off_by_default)
 }
 
 /* With no lock held, a report counts every thread's heap and the huge
- * mappings: another thread's allocations and a huge block show. */
+ * mappings: the allocations of a thread that is still alive (its heap is
+ * on the live list, not retired) and a huge block show. */
+static pthread_barrier_t allocated, reported;
+
 static void *alloc_in_thread(void *arg)
 {
     void **out = arg;
     for (int i = 0; i < 1000; i++)
         out[i] = bm_malloc(40);
+    pthread_barrier_wait(&allocated);
+    pthread_barrier_wait(&reported);        /* alive while main reports */
     return NULL;
 }
 
@@ -389,30 +405,25 @@ Test(live, other_threads_and_huge_mappings_are_counted, .timeout = 30)
     start();
     static void *blocks[1000];
     void *huge = bm_malloc(8 << 20);
+    pthread_barrier_init(&allocated, NULL, 2);
+    pthread_barrier_init(&reported, NULL, 2);
     pthread_t t;
     pthread_create(&t, NULL, alloc_in_thread, blocks);
-    pthread_join(t, NULL);
-    void *keep_thread_alive = bm_malloc(1);  /* (the thread's heap is retired at exit:
-                                              * counted either way) */
+    pthread_barrier_wait(&allocated);
     raise(SIGUSR2);
     size_t len = read_image();
+    pthread_barrier_wait(&reported);
+    pthread_join(t, NULL);
     assert_report(image, len, 1);
     cr_assert_null(strstr(image, "heaps lock busy"), "no lock was held:\n%s", image);
     cr_assert_null(strstr(image, "huge table busy"), "no lock was held:\n%s", image);
     cr_assert_null(strstr(image, "zone 0 busy"), "no lock was held:\n%s", image);
-    cr_assert_not_null(strstr(image, "threads with a heap"), "%s", image);
-    unsigned long long small = 0, huge_allocs = 0;
-    const char *p = strstr(image, "\n  small allocations ");
-    cr_assert_eq(sscanf(p, "\n  small allocations %llu", &small), 1);
-    cr_assert_geq(small, 1001, "%s", image);
-    p = strstr(image, "\n  huge allocations ");
-    cr_assert_not_null(p, "%s", image);
-    cr_assert_eq(sscanf(p, "\n  huge allocations %llu", &huge_allocs), 1);
-    cr_assert_eq(huge_allocs, 1, "%s", image);
+    cr_assert_geq(summary_value(image, "small allocations"), 1000, "%s", image);
+    cr_assert_eq(summary_value(image, "threads with a heap"), 2, "%s", image);
+    cr_assert_eq(summary_value(image, "huge allocations"), 1, "%s", image);
     cr_assert_not_null(strstr(image, "huge (own mmap"), "%s", image);
     for (int i = 0; i < 1000; i++)
         bm_free(blocks[i]);
     bm_free(huge);
-    bm_free(keep_thread_alive);
     assert_heap_ok();
 }
