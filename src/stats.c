@@ -505,6 +505,11 @@ static void summary(struct bm_buf *b, const struct view *v)
     kv(b, "heaps retired at fork", m.fork_heaps_retired, "");
     kv(b, "heaps lost at fork", m.fork_heaps_lost, "");
     kv(b, "quiet heaps swept", m.heaps_swept, "");
+    if (bm_g.opt.harden >= BM_HARDEN_SECURE) {
+        kv(b, "slabs with a guard page", atomic_load(&bm_guard_stats.pages), "");
+        kv(b, "  without (mprotect failed)", atomic_load(&bm_guard_stats.failed), "");
+        kv(b, "  pages kept out of use", atomic_load(&bm_guard_stats.leaked), "");
+    }
 }
 
 /* /proc/slabinfo, version 2.1, one line per size class named bm-SIZE; then

@@ -249,6 +249,11 @@ Test(harden_secure, slabs_end_in_a_guard_page)
     }
     signal(SIGSEGV, SIG_DFL);
     cr_assert_gt(atomic_load(&bm_guard_stats.pages), 0);
+    char report[16384];
+    FILE *f = fmemopen(report, sizeof report, "w");
+    bm_stats(f);
+    fclose(f);
+    cr_assert_not_null(strstr(report, "slabs with a guard page"), "%s", report);
     assert_heap_ok();
 }
 

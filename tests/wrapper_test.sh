@@ -33,6 +33,16 @@ check "no program exits 2" test $? -eq 2
 "$wrapper" run -o nokeyvalue -- true 2>"$tmp/err"
 check "-o without = is refused" grep -q "not KEY=VALUE" "$tmp/err"
 
+# every option as a flag of its own, '-' for '_'
+"$wrapper" run --harden=secure --release-delay-ms=250 --verbose=1 -- bash -c 'echo "$BUDDYMALLOC_OPTIONS"' \
+    >"$tmp/out" 2>"$tmp/err"
+check "--KEY=VALUE flags become options" \
+    grep -qx "harden=secure,release_delay_ms=250,verbose=1" "$tmp/out"
+check "--KEY=VALUE flags take effect" grep -q "harden=secure" "$tmp/err"
+"$wrapper" run --no-such-key=1 -- bash -c true 2>"$tmp/err"
+check "an unknown --KEY=VALUE is named by the library" \
+    grep -q "unknown option 'no_such_key=1'" "$tmp/err"
+
 # the program runs with the allocator, its exit status kept
 "$wrapper" run -- bash -c 'exit 3'
 check "exit status passes through" test $? -eq 3
