@@ -124,8 +124,9 @@ static inline __attribute__((always_inline)) void bm_free_to_slab(struct bm_page
     struct bm_heap *h = bm_tls_heap;
     /* Not checked here (18 instructions): that p is a block start; every
      * other path checks it (docs/malloc.md). Checked: the slab is this
-     * thread's (on the full queue or not), and p is not the block freed
-     * last (an immediate double free). The block goes to the class's bin
+     * thread's (on the full queue or not), p is not the block freed last,
+     * and p's first word does not decode as a free-list link (a block
+     * already free: bm_free_local looks for it on the lists). The block goes to the class's bin
      * while it has room; the slab still counts it as used until the bin
      * gives it back. A full bin gives all its blocks back to their slabs
      * and starts again with this one (bm_free_local), so the bin holds the

@@ -37,7 +37,7 @@
 #define BM_LINK_BAD 0xffff800000000007ull   /* above 2^47, or not 8-aligned */
 _Static_assert(BM_VA_BITS == 47, "BM_LINK_BAD and bm_link_looks_free assume 47-bit addresses");
 
-extern __attribute__((visibility("hidden"))) uintptr_t bm_link_key;              /* init.c: bm_link_key_init */
+extern __attribute__((visibility("hidden"))) uintptr_t bm_link_key;   /* os.c: bm_link_key_init */
 
 /* Report a link that decodes to no block, found by fn, and abort. */
 BM_COLD __attribute__((noreturn)) void bm_link_corrupt(const char *fn, const void *slot,
@@ -61,23 +61,26 @@ static inline __attribute__((always_inline)) void link_store(void *slot, uintptr
     link_close(slot);
 }
 
-static inline __attribute__((always_inline)) uintptr_t bm_link_decode(const void *slot)
+/* What slot's link is XORed with: key ^ slot (0 without the hardening).
+ * The free fast path computes it once for its test and its store. */
+static inline __attribute__((always_inline)) uintptr_t bm_link_slot_key(const void *slot)
 {
 #if BM_HARDEN_LINKS
-    return link_word(slot) ^ bm_link_key ^ (uintptr_t)slot;
+    return bm_link_key ^ (uintptr_t)slot;
 #else
-    return link_word(slot);
+    (void)slot;
+    return 0;
 #endif
+}
+
+static inline __attribute__((always_inline)) uintptr_t bm_link_decode(const void *slot)
+{
+    return link_word(slot) ^ bm_link_slot_key(slot);
 }
 
 static inline __attribute__((always_inline)) uintptr_t bm_link_encode(const void *slot, const void *next)
 {
-#if BM_HARDEN_LINKS
-    return (uintptr_t)next ^ bm_link_key ^ (uintptr_t)slot;
-#else
-    (void)slot;
-    return (uintptr_t)next;
-#endif
+    return (uintptr_t)next ^ bm_link_slot_key(slot);
 }
 
 /* Store next as slot's link. */
@@ -119,18 +122,6 @@ static inline __attribute__((always_inline)) void *bm_link_pop(void *slot)
 static inline __attribute__((always_inline)) void *bm_link_peek(const void *slot)
 {
     return (void *)bm_link_decode(slot);
-}
-
-/* The free fast path tests p's word and then stores its link: both XOR
- * with key ^ p, computed once (bm_link_slot_key). */
-static inline __attribute__((always_inline)) uintptr_t bm_link_slot_key(const void *slot)
-{
-#if BM_HARDEN_LINKS
-    return bm_link_key ^ (uintptr_t)slot;
-#else
-    (void)slot;
-    return 0;
-#endif
 }
 
 /* bm_link_set with k = bm_link_slot_key(slot). */

@@ -335,11 +335,15 @@ void *bm_huge_realloc(void *p, size_t size)
     return q;
 }
 
-/* The live report's: the table's lock by trylock, which may give up. */
+/* The table's counters, taken with trylock, or with the lock when trylock
+ * is NULL; false if trylock gave up (the live report: the interrupted
+ * thread may hold the lock). */
 bool bm_huge_stats_try(uint64_t *allocs, uint64_t *frees, uint64_t *live, uint64_t *bytes,
                        bool (*trylock)(bm_mutex_t *))
 {
-    if (!trylock(&huge.lock))
+    if (!trylock)
+        bm_mutex_lock(&huge.lock);
+    else if (!trylock(&huge.lock))
         return false;
     *allocs = huge.allocs;
     *frees = huge.frees;
@@ -351,10 +355,5 @@ bool bm_huge_stats_try(uint64_t *allocs, uint64_t *frees, uint64_t *live, uint64
 
 void bm_huge_stats(uint64_t *allocs, uint64_t *frees, uint64_t *live, uint64_t *bytes)
 {
-    bm_mutex_lock(&huge.lock);
-    *allocs = huge.allocs;
-    *frees = huge.frees;
-    *live = huge.live;
-    *bytes = huge.bytes;
-    bm_mutex_unlock(&huge.lock);
+    bm_huge_stats_try(allocs, frees, live, bytes, NULL);
 }

@@ -35,8 +35,30 @@ void bm_options_defaults(struct bm_options *o)
     o->stats_signal = 0;
 }
 
-enum kind { K_UINT, K_BOOL, K_SIZE, K_MS, K_RELEASE, K_HARDEN, K_THP, K_NUMA, K_PATH,
-                K_SIGNAL };
+enum kind { K_UINT, K_WORD, K_SIZE, K_MS, K_NUMA, K_PATH, K_SIGNAL };
+
+/* The values of a K_WORD option, by name; a NULL name ends the list. */
+struct word {
+    const char *name;
+    int value;
+};
+
+static const struct word bool_words[] = {
+    { "1", 1 }, { "on", 1 }, { "true", 1 }, { "yes", 1 },
+    { "0", 0 }, { "off", 0 }, { "false", 0 }, { "no", 0 }, { NULL, 0 },
+};
+static const struct word release_words[] = {
+    { "dontneed", BM_RELEASE_DONTNEED }, { "free", BM_RELEASE_FREE },
+    { "none", BM_RELEASE_NONE }, { "off", BM_RELEASE_NONE }, { NULL, 0 },
+};
+static const struct word harden_words[] = {
+    { "default", BM_HARDEN_DEFAULT }, { "1", BM_HARDEN_DEFAULT },
+    { "secure", BM_HARDEN_SECURE }, { "2", BM_HARDEN_SECURE }, { NULL, 0 },
+};
+static const struct word thp_words[] = {
+    { "default", BM_THP_DEFAULT }, { "always", BM_THP_ALWAYS }, { "on", BM_THP_ALWAYS },
+    { "never", BM_THP_NEVER }, { "off", BM_THP_NEVER }, { NULL, 0 },
+};
 
 struct opt_desc {
     const char *name;
@@ -44,32 +66,33 @@ struct opt_desc {
     size_t offset;
     size_t width;           /* sizeof the field */
     uint64_t min, max;
+    const struct word *words;   /* K_WORD */
 };
 
 #define F(field) offsetof(struct bm_options, field), sizeof(((struct bm_options *)0)->field)
 static const struct opt_desc table[] = {
-    { "max_regions",        K_UINT,    F(max_regions),             1, 1u << 17 },
-    { "pcp",                K_BOOL,    F(pcp_enabled),             0, 1 },
-    { "pcp_high",           K_UINT,    F(pcp_high),                0, 1u << 20 },
-    { "pcp_batch",          K_UINT,    F(pcp_batch),               0, 1u << 16 },
-    { "release",            K_RELEASE, F(release_mode),            0, 2 },
-    { "release_delay_ms",   K_MS,      F(release_delay_ns),        0, 1000000000 },
-    { "release_threshold",  K_SIZE,    F(release_threshold_pages), 0, 1ull << 46 },
-    { "release_threshold_max", K_SIZE, F(release_threshold_max_pages), 0, 1ull << 46 },
-    { "reserve_pageblocks", K_UINT,    F(reserve_pageblocks),      0, 128 },
-    { "release_min_order",  K_UINT,    F(release_min_order),       0, MAX_ORDER - 1 },
-    { "verbose",            K_UINT,    F(verbose),                 0, 9 },
-    { "harden",             K_HARDEN,  F(harden),                  1, 2 },
-    { "thp",                K_THP,     F(thp),                     0, 2 },
-    { "numa",               K_NUMA,    F(numa_policy),             0, 3 },
-    { "stats",              K_BOOL,    F(stats_at_exit),           0, 1 },
-    { "stats_pid",          K_UINT,    F(stats_pid),               0, 1u << 30 },
-    { "stats_file",         K_PATH,    F(stats_file),              0, 0 },
-    { "stats_signal",       K_SIGNAL,  F(stats_signal),            0, 0 },
-    { "fail_mmap",          K_UINT,    F(fail_mmap),               0, 1ul << 40 },
-    { "fail_mmap_count",    K_UINT,    F(fail_mmap_count),         1, 1ul << 40 },
-    { "fail_madvise",       K_UINT,    F(fail_madvise),            0, 1ul << 40 },
-    { "fail_madvise_count", K_UINT,    F(fail_madvise_count),      1, 1ul << 40 },
+    { "max_regions",        K_UINT,    F(max_regions),             1, 1u << 17, NULL },
+    { "pcp",                K_WORD,    F(pcp_enabled),             0, 1, bool_words },
+    { "pcp_high",           K_UINT,    F(pcp_high),                0, 1u << 20, NULL },
+    { "pcp_batch",          K_UINT,    F(pcp_batch),               0, 1u << 16, NULL },
+    { "release",            K_WORD,    F(release_mode),            0, 2, release_words },
+    { "release_delay_ms",   K_MS,      F(release_delay_ns),        0, 1000000000, NULL },
+    { "release_threshold",  K_SIZE,    F(release_threshold_pages), 0, 1ull << 46, NULL },
+    { "release_threshold_max", K_SIZE, F(release_threshold_max_pages), 0, 1ull << 46, NULL },
+    { "reserve_pageblocks", K_UINT,    F(reserve_pageblocks),      0, 128, NULL },
+    { "release_min_order",  K_UINT,    F(release_min_order),       0, MAX_ORDER - 1, NULL },
+    { "verbose",            K_UINT,    F(verbose),                 0, 9, NULL },
+    { "harden",             K_WORD,    F(harden),                  1, 2, harden_words },
+    { "thp",                K_WORD,    F(thp),                     0, 2, thp_words },
+    { "numa",               K_NUMA,    F(numa_policy),             0, 3, NULL },
+    { "stats",              K_WORD,    F(stats_at_exit),           0, 1, bool_words },
+    { "stats_pid",          K_UINT,    F(stats_pid),               0, 1u << 30, NULL },
+    { "stats_file",         K_PATH,    F(stats_file),              0, 0, NULL },
+    { "stats_signal",       K_SIGNAL,  F(stats_signal),            0, 0, NULL },
+    { "fail_mmap",          K_UINT,    F(fail_mmap),               0, 1ul << 40, NULL },
+    { "fail_mmap_count",    K_UINT,    F(fail_mmap_count),         1, 1ul << 40, NULL },
+    { "fail_madvise",       K_UINT,    F(fail_madvise),            0, 1ul << 40, NULL },
+    { "fail_madvise_count", K_UINT,    F(fail_madvise_count),      1, 1ul << 40, NULL },
 };
 
 static bool eq(const char *s, size_t n, const char *word)
@@ -310,14 +333,12 @@ static bool set_one(struct bm_options *o, const char *k, size_t kn, const char *
             ok = parse_uint(v, vn, &x, false) && x <= d->max;
             x *= 1000000;
             break;
-        case K_BOOL:
-            ok = true;
-            if (eq(v, vn, "1") || eq(v, vn, "on") || eq(v, vn, "true") || eq(v, vn, "yes"))
-                x = 1;
-            else if (eq(v, vn, "0") || eq(v, vn, "off") || eq(v, vn, "false") || eq(v, vn, "no"))
-                x = 0;
-            else
-                ok = false;
+        case K_WORD:
+            for (const struct word *w = d->words; w->name && !ok; w++)
+                if (eq(v, vn, w->name)) {
+                    x = (uint64_t)w->value;
+                    ok = true;
+                }
             break;
         case K_SIGNAL: {
             bool refused;
@@ -328,28 +349,6 @@ static bool set_one(struct bm_options *o, const char *k, size_t kn, const char *
                              : " (default kept)");
             return false;
         }
-        case K_RELEASE:
-            ok = true;
-            if (eq(v, vn, "dontneed"))
-                x = BM_RELEASE_DONTNEED;
-            else if (eq(v, vn, "free"))
-                x = BM_RELEASE_FREE;
-            else if (eq(v, vn, "none") || eq(v, vn, "off"))
-                x = BM_RELEASE_NONE;
-            else
-                ok = false;
-            break;
-        case K_THP:
-            ok = true;
-            if (eq(v, vn, "default"))
-                x = BM_THP_DEFAULT;
-            else if (eq(v, vn, "always") || eq(v, vn, "on"))
-                x = BM_THP_ALWAYS;
-            else if (eq(v, vn, "never") || eq(v, vn, "off"))
-                x = BM_THP_NEVER;
-            else
-                ok = false;
-            break;
         case K_NUMA: {
             uint64_t nodes = 0;
             ok = parse_numa(v, vn, &x, &nodes);
@@ -357,15 +356,6 @@ static bool set_one(struct bm_options *o, const char *k, size_t kn, const char *
                 o->numa_nodes = nodes;
             break;
         }
-        case K_HARDEN:
-            ok = true;
-            if (eq(v, vn, "default") || eq(v, vn, "1"))
-                x = BM_HARDEN_DEFAULT;
-            else if (eq(v, vn, "secure") || eq(v, vn, "2"))
-                x = BM_HARDEN_SECURE;
-            else
-                ok = false;
-            break;
         }
         if (d->kind == K_SIGNAL) {
             store(o, d, x);

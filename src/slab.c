@@ -78,10 +78,14 @@ struct bm_guard_stats bm_guard_stats;
  * block faults at once. It costs a mprotect per slab made and one per slab
  * freed, and two mappings each: at the kernel's limit of mappings
  * (vm.max_map_count) mprotect fails and the slab goes without (counted). */
+static char *guard_page(struct bm_page *s, unsigned order)
+{
+    return (char *)page_to_addr(s) + ((BM_PAGE_SIZE << order) - BM_PAGE_SIZE);
+}
+
 static void slab_guard(struct bm_page *s, unsigned order)
 {
-    char *last = (char *)page_to_addr(s) + ((BM_PAGE_SIZE << order) - BM_PAGE_SIZE);
-    if (bm_os_protect(last, BM_PAGE_SIZE, true) == 0)
+    if (bm_os_protect(guard_page(s, order), BM_PAGE_SIZE, true) == 0)
         atomic_fetch_add_explicit(&bm_guard_stats.pages, 1, memory_order_relaxed);
     else
         atomic_fetch_add_explicit(&bm_guard_stats.failed, 1, memory_order_relaxed);
@@ -92,8 +96,7 @@ static void slab_guard(struct bm_page *s, unsigned order)
  * good rather than handed out unreadable. */
 static bool slab_unguard(struct bm_page *s, unsigned order)
 {
-    char *last = (char *)page_to_addr(s) + ((BM_PAGE_SIZE << order) - BM_PAGE_SIZE);
-    if (bm_os_protect(last, BM_PAGE_SIZE, false) == 0)
+    if (bm_os_protect(guard_page(s, order), BM_PAGE_SIZE, false) == 0)
         return true;
     atomic_fetch_add_explicit(&bm_guard_stats.leaked, 1u << order, memory_order_relaxed);
     return false;

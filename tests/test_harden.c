@@ -111,18 +111,22 @@ Test(harden, double_free_of_a_block_deep_in_the_bin)
     expect_report(NULL, double_free_in_bin, "free", "double free");
 }
 
-static void double_free_on_slab_list(void)
+/* p freed, then n other blocks of its slab (the bin flushes: p goes to its
+ * slab), then p again */
+static void double_free_after(int n)
 {
-    void *keep = bm_malloc(32), *p = bm_malloc(32), *more[40];
+    void *keep = bm_malloc(32), *p = bm_malloc(32), *more[100];
     (void)keep;
-    for (int i = 0; i < 40; i++)
+    for (int i = 0; i < n; i++)
         more[i] = bm_malloc(32);
     bm_free(p);
-    for (int i = 0; i < 40; i++)            /* the bin flushes: p goes to its slab */
+    for (int i = 0; i < n; i++)
         bm_free(more[i]);
     *shared_addr = (uintptr_t)p;
     bm_free(p);
 }
+
+static void double_free_on_slab_list(void) { double_free_after(40); }
 
 Test(harden, double_free_of_a_block_back_on_its_slab)
 {
@@ -299,18 +303,7 @@ Test(harden_secure, blocks_come_in_a_random_order)
 }
 
 #if BM_HARDEN_LINKS
-static void secure_double_free_later(void)
-{
-    void *keep = bm_malloc(32), *p = bm_malloc(32), *q[100];
-    (void)keep;
-    for (int i = 0; i < 100; i++)
-        q[i] = bm_malloc(32);
-    bm_free(p);
-    for (int i = 0; i < 100; i++)
-        bm_free(q[i]);
-    *shared_addr = (uintptr_t)p;
-    bm_free(p);
-}
+static void secure_double_free_later(void) { double_free_after(100); }
 
 Test(harden_secure, double_free_found_on_the_slab)
 {
