@@ -103,6 +103,9 @@ size_t bm_pagetypeinfo(char *buf, size_t size);
 size_t bm_extfrag_index(char *buf, size_t size);
 /* Per-CPU pageset counters (count/high/batch, hits, refills, drains). */
 size_t bm_pagesetinfo(char *buf, size_t size);
+/* The NUMA nodes, the policy, distances and zonelists, and per node the
+ * numastat counters of struct bm_zone_stats (docs/numa.md). */
+size_t bm_numastat(char *buf, size_t size);
 /* The kernel's /proc/slabinfo (version 2.1) for the size classes, then a
  * table of each class's slab geometry and waste. */
 size_t bm_slabinfo(char *buf, size_t size);
@@ -176,9 +179,20 @@ struct bm_zone_stats {
     uint64_t reused_pages;           /* released pages handed out again          */
     uint64_t threshold_raised;       /* times churn doubled the release threshold */
     unsigned long release_threshold_pages;  /* the threshold now                */
+    /* NUMA, per zone (= node), like the kernel's numastat */
+    uint64_t numa_hit;          /* blocks handed out here, meant for this node */
+    uint64_t numa_miss;         /* handed out here, meant for another node whose zone was full */
+    uint64_t numa_foreign;      /* meant for this node, handed out by another zone */
+    uint64_t local_node;        /* handed out here to a thread running on this node */
+    uint64_t other_node;        /* handed out here to a thread running on another node */
+    uint64_t remote_free;       /* page blocks freed into this zone from a CPU of another node */
+    uint64_t slab_remote_free;  /* slab objects of this node freed on another node */
+    uint64_t slab_remote_batches; /* batches they came home in */
+    uint64_t node_full;         /* times the zone declined: its node was low on memory */
 };
 
-/* Number of zones (NUMA nodes) in use. */
+/* Number of zones: the highest NUMA node + 1 (a node that is not online,
+ * or outside the policy's nodes, has an empty zone). */
 int bm_nr_zones(void);
 /* Fill *out for zone (node) n; 0 on success, -1 if there is no such zone. */
 int bm_zone_stats(int n, struct bm_zone_stats *out);

@@ -20,6 +20,12 @@
 
 extern __thread struct bm_heap *bm_tls_heap __attribute__((tls_model("initial-exec")));
 
+/* NUMA (heap.c): malloc of class cls from the thread's heap of the zone
+ * its CPU is in, switching heaps when it moved (docs/numa.md). Out of
+ * line and reached by a tail call, so that the fast path below keeps its
+ * registers free when there is one zone. */
+void *bm_malloc_numa(unsigned cls);
+
 /* slab.c: slow paths */
 void *bm_malloc_slow(struct bm_heap *h, unsigned cls);
 void bm_bin_flush(struct bm_heap *h, unsigned cls);
@@ -48,9 +54,9 @@ size_t bm_usable_fn(void *p, const char *fn);
  * at most the usable size (C's free_sized, after a realloc in place). */
 void bm_free_sized_fn(void *p, size_t size, const char *fn, bool strict);
 
-static inline __attribute__((always_inline)) void *malloc_class_raw(unsigned cls)
+static inline __attribute__((always_inline)) void *malloc_class_heap(struct bm_heap *h,
+                                                                    unsigned cls)
 {
-    struct bm_heap *h = bm_tls_heap;
     void *b = h->bin[cls];
     if (likely(b)) {                /* a block this thread freed lately */
         h->bin[cls] = bm_link_pop(b);
@@ -73,6 +79,13 @@ static inline __attribute__((always_inline)) void *malloc_class_raw(unsigned cls
     s->slab.used++;
     h->nalloc[cls]++;
     return b;
+}
+
+static inline __attribute__((always_inline)) void *malloc_class_raw(unsigned cls)
+{
+    if (unlikely(bm_numa_multi))
+        return bm_malloc_numa(cls);
+    return malloc_class_heap(bm_tls_heap, cls);
 }
 
 /* A block of class cls for a request of size bytes (size: for valgrind). */

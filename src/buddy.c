@@ -256,9 +256,29 @@ found:;
  *   5. the RESERVE pageblocks;
  *   6. a new region, then again from the top.
  */
-struct bm_page *bm_rmqueue(struct bm_zone *z, unsigned order, int mt)
+/* ALLOC_WATCH: may the zone grow (carve a fresh block, add a region)? Asks
+ * the node once per bm_rmqueue (*room: -1 not asked yet). */
+static bool may_grow(struct bm_zone *z, unsigned aflags, int *room)
+{
+    if (!(aflags & ALLOC_WATCH))
+        return true;
+    if (*room < 0)
+        *room = bm_node_has_room(z->node);
+    return *room;
+}
+
+/*
+ * A block of 2^order pages for migrate type mt, the kernel's rmqueue: the
+ * free lists of mt, then another type's pageblocks, then a fresh block,
+ * then any free block, the reserve, a new region. With ALLOC_WATCH a zone
+ * whose node is low on memory (bm_node_has_room) serves only from what it
+ * already has and otherwise returns NULL without touching its reserve:
+ * the caller tries the next zone of the zonelist (pages.c).
+ */
+struct bm_page *bm_rmqueue(struct bm_zone *z, unsigned order, int mt, unsigned aflags)
 {
     struct bm_page *p;
+    int room = -1;
     for (;;) {
         if ((p = rmqueue_smallest(z, order, mt)))
             break;
@@ -268,12 +288,16 @@ struct bm_page *bm_rmqueue(struct bm_zone *z, unsigned order, int mt)
                 continue;
             break;
         }
-        if (bm_carve_fresh(z, mt))
+        if (may_grow(z, aflags, &room) && bm_carve_fresh(z, mt))
             continue;
         if ((p = rmqueue_fallback(z, order, mt, order))) {
             if (p == CLAIMED)
                 continue;
             break;
+        }
+        if (!room) {
+            z->c.node_full++;
+            return NULL;
         }
         if ((p = rmqueue_smallest(z, order, MIGRATE_RESERVE))) {
             z->c.reserve_used++;
@@ -296,7 +320,7 @@ int bm_rmqueue_bulk(struct bm_zone *z, unsigned order, int count, int mt,
 {
     int i;
     for (i = 0; i < count; i++) {
-        struct bm_page *p = bm_rmqueue(z, order, mt);
+        struct bm_page *p = bm_rmqueue(z, order, mt, ALLOC_WATCH);
         if (!p)
             break;
         p->flags = PG_pcp;

@@ -28,6 +28,9 @@ struct bm_heap bm_heap_empty = {
 };
 
 __thread struct bm_heap *bm_tls_heap __attribute__((tls_model("initial-exec"))) = &bm_heap_empty;
+/* The thread's first heap; its other heaps (one per zone it allocated
+ * from, NUMA) follow on ->sib. The pthread key holds it too. */
+static __thread struct bm_heap *tls_heaps __attribute__((tls_model("initial-exec")));
 
 static pthread_key_t heap_key;
 static bm_mutex_t heaps_lock;          /* live list and pool */
@@ -60,15 +63,17 @@ static void heap_reset(struct bm_heap *h)
     h->large_pages = 0;
     h->slabs_made = 0;
     h->dead = 0;
+    h->sib = NULL;
+    h->alien_n = 0;
     atomic_store_explicit(&h->lock.v, 0, memory_order_relaxed);
     atomic_store_explicit(&h->ticks, 0, memory_order_relaxed);
     h->swept_ticks = 0;
 }
 
-/* Slow path of the first malloc of a thread. */
-BM_COLD struct bm_heap *bm_heap_create(void)
+/* A heap from the pool (or a new page of them), on the live list, for
+ * slabs of zone `node`; NULL (ENOMEM) if no page can be had. */
+static struct bm_heap *heap_new(int node)
 {
-    bm_ensure_init();
     struct bm_heap *h;
     bm_mutex_lock(&heaps_lock);
     h = heap_pool;
@@ -95,6 +100,7 @@ BM_COLD struct bm_heap *bm_heap_create(void)
         h = (struct bm_heap *)base;
     }
     heap_reset(h);
+    h->node = node;
     h->next = live_heaps;
     h->pprev = &live_heaps;
     if (live_heaps)
@@ -102,10 +108,55 @@ BM_COLD struct bm_heap *bm_heap_create(void)
     live_heaps = h;
     nr_live_heaps++;
     bm_mutex_unlock(&heaps_lock);
+    return h;
+}
 
-    bm_tls_heap = h;
+/* Slow path of the first malloc of a thread. */
+BM_COLD struct bm_heap *bm_heap_create(void)
+{
+    bm_ensure_init();
+    struct bm_heap *h = heap_new(bm_zone_now());
+    if (!h)
+        return NULL;
+    bm_tls_heap = tls_heaps = h;
     pthread_setspecific(heap_key, h);   /* keys < 32 live in the TCB: no malloc */
     return h;
+}
+
+/*
+ * Slow path of malloc when the thread runs on a CPU of another zone than
+ * its current heap's (NUMA, bm_malloc_numa): its heap for that zone, made
+ * the first time. Its other heaps keep their slabs and bins for when it
+ * comes back; what it frees into them meanwhile goes home as remote frees.
+ * Before the thread's first heap exists, the empty heap stays (the malloc
+ * slow path makes the first one). Without memory for a new heap, the
+ * thread goes on with the one it has.
+ */
+static BM_COLD struct bm_heap *heap_move(int zone)
+{
+    struct bm_heap *h;
+    if (!tls_heaps)
+        return bm_tls_heap;
+    for (h = tls_heaps; h; h = h->sib)
+        if (h->node == zone)
+            return bm_tls_heap = h;
+    h = heap_new(zone);
+    if (!h)
+        return bm_tls_heap;
+    h->sib = tls_heaps->sib;
+    tls_heaps->sib = h;
+    return bm_tls_heap = h;
+}
+
+/* Every small malloc when CPUs start from different zones: the heap of the
+ * CPU's zone, switched to when it is not the current one. */
+__attribute__((noinline)) void *bm_malloc_numa(unsigned cls)
+{
+    struct bm_heap *h = bm_tls_heap;
+    int zone = bm_zone_now();
+    if (unlikely(h->node != zone))
+        h = heap_move(zone);
+    return malloc_class_heap(h, cls);
 }
 
 /* Out of the live list (heaps_lock held, or the only thread). */
@@ -122,6 +173,7 @@ static void live_unlink(struct bm_heap *h)
 static void heap_retire(struct bm_heap *h)
 {
     bm_spin_lock(&h->lock);
+    bm_alien_flush(h);
     for (unsigned c = 0; c < BM_NR_CLASSES; c++) {
         bm_slab_release_class(h, c);
         atomic_fetch_add(&bm_retired_nalloc[c], h->nalloc[c]);
@@ -149,7 +201,11 @@ static void heap_retire(struct bm_heap *h)
 static void heap_teardown(void *arg)
 {
     bm_tls_heap = &bm_heap_empty;
-    heap_retire(arg);
+    tls_heaps = NULL;
+    for (struct bm_heap *h = arg, *sib; h; h = sib) {
+        sib = h->sib;
+        heap_retire(h);
+    }
     /* a good time to look for quiet heaps; abandoned slabs emptied by
      * remote frees go back either way (the sweep does that too) */
     if (!bm_heaps_sweep(NULL, false))
@@ -209,6 +265,7 @@ bool bm_heaps_sweep(struct bm_heap *self, bool all)
         h->swept_ticks = t;
         if ((!quiet && !all) || !bm_spin_trylock(&h->lock))
             continue;
+        bm_alien_flush(h);
         for (unsigned c = 0; c < BM_NR_CLASSES; c++)
             bm_slab_sweep_class(h, c);
         bm_spin_unlock(&h->lock);
@@ -227,12 +284,20 @@ bool bm_heaps_sweep(struct bm_heap *self, bool all)
  * blocks serve the child; one that fails the check is left alone and
  * counted: its memory is lost to the child, never corrupted.
  */
+static bool heap_is_mine(const struct bm_heap *h)
+{
+    for (const struct bm_heap *m = tls_heaps; m; m = m->sib)
+        if (m == h)
+            return true;
+    return false;
+}
+
 void bm_heaps_after_fork(void)
 {
-    struct bm_heap *self = bm_tls_heap, *h = live_heaps, *next;
+    struct bm_heap *h = live_heaps, *next;
     for (; h; h = next) {
         next = h->next;
-        if (h == self)
+        if (heap_is_mine(h))
             continue;
         if (bm_fork_heap_repair(h)) {
             heap_retire(h);
@@ -308,11 +373,14 @@ bool bm_heap_totals_try(struct bm_heap_totals *t, bool (*trylock)(bm_mutex_t *))
  * (bm_trim). */
 void bm_heap_trim_current(void)
 {
-    struct bm_heap *h = bm_tls_heap;
-    if (h == &bm_heap_empty)
-        return;
-    bm_spin_lock(&h->lock);
-    for (unsigned c = 0; c < BM_NR_CLASSES; c++)
-        bm_slab_trim_class(h, c);
-    bm_spin_unlock(&h->lock);
+    for (struct bm_heap *h = tls_heaps; h; h = h->sib) {
+        bm_spin_lock(&h->lock);
+        bm_alien_flush(h);
+        for (unsigned c = 0; c < BM_NR_CLASSES; c++)
+            bm_slab_trim_class(h, c);
+        bm_spin_unlock(&h->lock);
+    }
 }
+
+/* The calling thread's heaps, first to last (statistics, checks). */
+struct bm_heap *bm_heap_first(void) { return tls_heaps; }

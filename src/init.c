@@ -11,6 +11,7 @@
 #include "slab.h"
 
 struct bm_global bm_g;
+bool bm_numa_multi;
 static bm_spinlock_t init_lock;
 
 /* Highest CPU number + 1 from /sys/devices/system/cpu/possible ("0-3,8"),
@@ -39,9 +40,14 @@ static int possible_cpus(void)
     return max >= 0 ? (int)max + 1 : 256;
 }
 
+/* A zone per node of the policy gets its first region, reserve and
+ * pagesets now; the others stay empty, never asked for memory. */
 static void zone_bootstrap(struct bm_zone *z, int node)
 {
     bm_zone_init(z, node);
+    if (!(bm_g.topo.allowed >> node & 1))
+        return;
+    z->present = true;
     bm_mutex_lock(&z->lock);
     if (bm_region_add(z)) {
         bm_zone_setup_reserve(z, bm_g.opt.reserve_pageblocks);
@@ -108,8 +114,10 @@ BM_COLD void bm_init_slow(void)
         if (bm_g.opt.fail_madvise)
             bm_fault_arm(BM_FAULT_MADVISE, bm_g.opt.fail_madvise, bm_g.opt.fail_madvise_count);
         bm_g.nr_cpus = possible_cpus();
+        if (bm_g.nr_cpus > BM_MAX_CPUS)     /* the rest share pagesets */
+            bm_g.nr_cpus = BM_MAX_CPUS;
         bm_g.rseq_ok = __rseq_size > 0;
-        bm_g.nr_nodes = 1;
+        bm_topology_init();
         bm_link_key_init();
         if (bm_g.opt.verbose)
             announce();

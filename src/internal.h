@@ -237,10 +237,17 @@ static inline void bm_ensure_init(void)
     if (unlikely(!atomic_load_explicit(&bm_g.initialised, memory_order_acquire)))
         bm_init_slow();
 }
-static inline struct bm_zone *bm_local_zone(void)
-{
-    return &bm_g.zones[0];          /* one node until NUMA placement lands */
-}
+
+/* ---- topology.c ----------------------------------------------------------- */
+void bm_topology_init(void);
+bool bm_numa_place(void *addr, size_t len, int zone);   /* mbind before first touch */
+bool bm_node_has_room(int node);
+
+/* The node of a CPU, and the zone a thread running on it allocates from
+ * first (bm_cpu() is below nr_cpus, which is at most BM_MAX_CPUS). */
+static inline int bm_cpu_node(int cpu) { return bm_g.topo.cpu_node[cpu]; }
+static inline int bm_cpu_zone(int cpu) { return bm_g.topo.cpu_zone[cpu]; }
+static inline int bm_zone_now(void) { return bm_cpu_zone(bm_cpu()); }
 
 /* ---- options.c --------------------------------------------------------- */
 /* os.c: the kernel's memory calls, through which fault injection works
@@ -265,7 +272,10 @@ void bm_set_pageblock_range(struct bm_page *p, unsigned order, int mt);
 
 /* ---- buddy.c ----------------------------------------------------------- */
 void bm_zone_init(struct bm_zone *z, int node);
-struct bm_page *bm_rmqueue(struct bm_zone *z, unsigned order, int mt);   /* locked */
+/* aflags: ALLOC_WATCH, decline rather than grow when the node is low on
+ * memory (the caller goes down the zonelist) */
+#define ALLOC_WATCH 1u
+struct bm_page *bm_rmqueue(struct bm_zone *z, unsigned order, int mt, unsigned aflags); /* locked */
 int bm_rmqueue_bulk(struct bm_zone *z, unsigned order, int count, int mt,
                     struct bm_list *out);                                /* locked */
 /* state: PG_STATE flags of the memory freed (0 for memory a user had) */
@@ -291,6 +301,11 @@ unsigned long bm_release_zone(struct bm_zone *z, unsigned long keep_pages); /* l
 
 /* ---- pages.c ----------------------------------------------------------- */
 struct bm_page *bm_alloc_block(unsigned order, int mt, unsigned flags);
+/* ... meant for zone `zone` (a heap's node), not the current CPU's */
+struct bm_page *bm_alloc_block_zone(unsigned order, int mt, unsigned flags, int zone);
+/* The zonelist walk: a block from zone `zone` or, when it declines, the
+ * nearest zone that can serve; returned with that zone's lock held (*zp). */
+struct bm_page *bm_zonelist_rmqueue(int zone, unsigned order, int mt, struct bm_zone **zp);
 void bm_free_block(struct bm_page *p, unsigned order);
 
 /* ---- report.c: messages on stderr without stdio ------------------------- */

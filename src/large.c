@@ -59,9 +59,8 @@ struct bm_page *bm_large_alloc(size_t npages, unsigned align_order, bool *zeroed
     if (order >= MAX_ORDER)
         return NULL;
     bm_ensure_init();
-    struct bm_zone *z = bm_local_zone();
-    bm_mutex_lock(&z->lock);
-    struct bm_page *p = bm_rmqueue(z, order, MIGRATE_LARGE);
+    struct bm_zone *z;
+    struct bm_page *p = bm_zonelist_rmqueue(bm_zone_now(), order, MIGRATE_LARGE, &z);
     if (p) {
         /* the tail goes back as untouched as the block was */
         unsigned state = z->last_alloc_state;
@@ -71,10 +70,10 @@ struct bm_page *bm_large_alloc(size_t npages, unsigned align_order, bool *zeroed
         p->large.npages = npages;
         if (npages < (1UL << order))
             free_range(z, p + npages, (1UL << order) - npages, state);
-    }
-    bm_mutex_unlock(&z->lock);
-    if (!p)
+        bm_mutex_unlock(&z->lock);
+    } else {
         errno = ENOMEM;
+    }
     return p;
 }
 
@@ -215,6 +214,21 @@ static bool huge_rehash(size_t cap)
     return true;
 }
 
+/* A huge mapping goes to the node of the thread's zone, or the nearest
+ * one with memory to spare, by the policy of the regions (bm_numa_place),
+ * before the caller touches it. */
+static void huge_place(void *a, size_t len)
+{
+    const struct bm_topology *t = &bm_g.topo;
+    int zone = bm_zone_now(), target = zone;
+    for (int i = 0; t->watch_memory && i < t->nr_zonelist[zone]; i++)
+        if (bm_node_has_room(t->zonelist[zone][i])) {
+            target = t->zonelist[zone][i];
+            break;
+        }
+    bm_numa_place(a, len, target);
+}
+
 static struct huge_entry *huge_find(uintptr_t a)
 {
     if (!huge.t)
@@ -253,6 +267,7 @@ void *bm_huge_alloc(size_t size, size_t align)
         if (tail)
             munmap((char *)a + len, tail);
     }
+    huge_place((void *)a, len);
     bm_mutex_lock(&huge.lock);
     if ((huge.used + 1) * 2 > huge.cap && !huge_rehash(huge.cap ? huge.cap * 2 : 1024)) {
         bm_mutex_unlock(&huge.lock);

@@ -27,6 +27,7 @@ void bm_options_defaults(struct bm_options *o)
     o->thp = BM_THP_DEFAULT;
     o->numa_policy = BM_NUMA_LOCAL;
     o->numa_nodes = 0;
+    o->numa_fake = 0;
     o->stats_at_exit = 0;
     o->stats_pid = 0;
     o->fail_mmap = o->fail_madvise = 0;
@@ -85,6 +86,7 @@ static const struct opt_desc table[] = {
     { "harden",             K_WORD,    F(harden),                  1, 2, harden_words },
     { "thp",                K_WORD,    F(thp),                     0, 2, thp_words },
     { "numa",               K_NUMA,    F(numa_policy),             0, 3, NULL },
+    { "numa_fake",          K_UINT,    F(numa_fake),               0, BM_MAX_NODES, NULL },
     { "stats",              K_WORD,    F(stats_at_exit),           0, 1, bool_words },
     { "stats_pid",          K_UINT,    F(stats_pid),               0, 1u << 30, NULL },
     { "stats_file",         K_PATH,    F(stats_file),              0, 0, NULL },

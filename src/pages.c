@@ -20,60 +20,113 @@ static inline int gfp_migratetype(unsigned order, unsigned gfp)
     }
 }
 
-/* Slow path: the zone itself. */
-BM_COLD static struct bm_page *alloc_from_zone(struct bm_zone *z, unsigned order, int mt,
-                                               unsigned gfp)
+/*
+ * The zonelist walk (the kernel's get_page_from_freelist): zone `zone`
+ * first, then the other zones of its zonelist, nearest node first. On the
+ * first pass a zone whose node is low on memory declines (ALLOC_WATCH);
+ * if every zone declined, the second pass lets them grow anyway, and the
+ * kernel finds the pages where it can. Counts numastat's hit / miss /
+ * foreign and local / other for the block. Returns with the serving
+ * zone's lock held (*zp), or NULL (no zone could serve: ENOMEM).
+ */
+struct bm_page *bm_zonelist_rmqueue(int zone, unsigned order, int mt, struct bm_zone **zp)
 {
-    bm_mutex_lock(&z->lock);
-    struct bm_page *p = bm_rmqueue(z, order, mt);
-    if (p) {
-        p->flags = PG_alloc;
-        p->mt = (uint8_t)(mt | ((gfp & BM_GFP_NOPCP) ? MT_NOPCP : 0));
+    const struct bm_topology *t = &bm_g.topo;
+    int passes = t->watch_memory ? 2 : 1;
+    for (int pass = 0; pass < passes; pass++) {
+        for (int i = 0; i < t->nr_zonelist[zone]; i++) {
+            struct bm_zone *z = &bm_g.zones[t->zonelist[zone][i]];
+            bm_mutex_lock(&z->lock);
+            struct bm_page *p = bm_rmqueue(z, order, mt, pass + 1 < passes ? ALLOC_WATCH : 0);
+            if (p) {
+                if (z->node == zone) {
+                    z->c.numa_hit++;
+                } else {
+                    z->c.numa_miss++;
+                    atomic_fetch_add_explicit(&bm_g.zones[zone].numa_foreign, 1,
+                                              memory_order_relaxed);
+                }
+                if (z->node == bm_cpu_node(bm_cpu()))
+                    z->c.local_node++;
+                else
+                    z->c.other_node++;
+                *zp = z;
+                return p;
+            }
+            bm_mutex_unlock(&z->lock);
+        }
     }
-    bm_mutex_unlock(&z->lock);
-    if (!p)
+    *zp = NULL;
+    return NULL;
+}
+
+/* Slow path: the zones themselves. */
+BM_COLD static struct bm_page *alloc_from_zone(int zone, unsigned order, int mt, unsigned gfp)
+{
+    struct bm_zone *z;
+    struct bm_page *p = bm_zonelist_rmqueue(zone, order, mt, &z);
+    if (!p) {
         errno = ENOMEM;
+        return NULL;
+    }
+    p->flags = PG_alloc;
+    p->mt = (uint8_t)(mt | ((gfp & BM_GFP_NOPCP) ? MT_NOPCP : 0));
+    bm_mutex_unlock(&z->lock);
     return p;
 }
 
-/* Fast path: the pageset of this CPU. */
+/* Fast path: the pageset of this CPU in zone `zone` (< 0: the zone of
+ * this CPU). */
 static inline __attribute__((always_inline)) struct bm_page *
-alloc_block(unsigned order, int mt, unsigned gfp)
+alloc_block(unsigned order, int mt, unsigned gfp, int zone)
 {
     bm_ensure_init();
-    struct bm_zone *z = bm_local_zone();
+    int cpu = bm_cpu();
+    if (zone < 0)
+        zone = bm_cpu_zone(cpu);
+    struct bm_zone *z = &bm_g.zones[zone];
     struct bm_pcp *pcps = z->pcp;
     if (order <= PCP_MAX_ORDER && !(gfp & BM_GFP_NOPCP) && likely(pcps)) {
-        struct bm_page *p = bm_pcp_alloc(z, pcps, order, mt);
+        struct bm_page *p = bm_pcp_alloc(z, &pcps[cpu], order, mt);
         if (likely(p))
             return p;
     }
-    return alloc_from_zone(z, order, mt, gfp);
+    return alloc_from_zone(zone, order, mt, gfp);
 }
 
 struct bm_page *bm_alloc_block(unsigned order, int mt, unsigned gfp)
 {
-    return alloc_block(order, mt, gfp);
+    return alloc_block(order, mt, gfp, -1);
 }
 
-/* Slow path: the zone. */
-BM_COLD static void free_to_zone(struct bm_zone *z, struct bm_page *p, unsigned order)
+struct bm_page *bm_alloc_block_zone(unsigned order, int mt, unsigned gfp, int zone)
+{
+    return alloc_block(order, mt, gfp, zone);
+}
+
+/* Slow path: the zone the block came from, whichever CPU frees it. */
+BM_COLD static void free_to_zone(struct bm_zone *z, struct bm_page *p, unsigned order, int cpu)
 {
     bm_mutex_lock(&z->lock);
     p->flags = 0;
+    z->c.remote_free += bm_cpu_node(cpu) != z->node;
     bm_free_one_page(z, p, order, 0);
     bm_release_maybe(z);
     bm_mutex_unlock(&z->lock);
 }
 
+/* A block goes to this CPU's pageset of the block's own zone: a CPU of
+ * another node frees into a pageset whose high mark is one batch (pcp.c),
+ * so remote frees go home in batches. */
 static inline __attribute__((always_inline)) void free_block(struct bm_page *p, unsigned order)
 {
     struct bm_zone *z = page_zone(p);
     struct bm_pcp *pcps = z->pcp;
+    int cpu = bm_cpu();
     if (order <= PCP_MAX_ORDER && p->mt < MIGRATE_PCPTYPES && likely(pcps) &&
-        likely(bm_pcp_free(z, pcps, p, order)))
+        likely(bm_pcp_free(z, &pcps[cpu], p, order)))
         return;
-    free_to_zone(z, p, order);
+    free_to_zone(z, p, order, cpu);
 }
 
 void bm_free_block(struct bm_page *p, unsigned order)
@@ -87,7 +140,7 @@ BM_API void *bm_alloc_pages(unsigned order, unsigned gfp)
         errno = ENOMEM;
         return NULL;
     }
-    struct bm_page *p = alloc_block(order, gfp_migratetype(order, gfp), gfp);
+    struct bm_page *p = alloc_block(order, gfp_migratetype(order, gfp), gfp, -1);
     if (unlikely(!p))
         return NULL;
     bm_vg_malloc(page_to_addr(p), BM_PAGE_SIZE << order, BM_PAGE_SIZE << order, 0);
@@ -148,7 +201,8 @@ BM_API void bm_drain_pagesets(void)
 {
     bm_ensure_init();
     for (int n = 0; n < bm_g.nr_nodes; n++)
-        bm_pcp_drain_zone(&bm_g.zones[n]);
+        if (bm_g.zones[n].present)
+            bm_pcp_drain_zone(&bm_g.zones[n]);
 }
 
 BM_API int bm_trim(size_t pad)
@@ -159,6 +213,8 @@ BM_API int bm_trim(size_t pad)
     bm_heaps_sweep(NULL, true);         /* other threads' queues; abandoned slabs */
     for (int n = 0; n < bm_g.nr_nodes; n++) {
         struct bm_zone *z = &bm_g.zones[n];
+        if (!z->present)
+            continue;
         bm_pcp_drain_zone(z);
         bm_mutex_lock(&z->lock);
         released += bm_release_zone(z, pad >> BM_PAGE_SHIFT);

@@ -43,6 +43,12 @@ void bm_pcp_update_sizes(struct bm_zone *z)
         h = b;
     __atomic_store_n(&z->pcp_batch, b, __ATOMIC_RELAXED);
     __atomic_store_n(&z->pcp_high, h, __ATOMIC_RELAXED);
+    /* A CPU of another node holds the zone's pages only until a batch of
+     * its remote frees is there to go home together. */
+    if (z->pcp)
+        for (int c = 0; c < bm_g.nr_cpus; c++)
+            __atomic_store_n(&z->pcp[c].high, bm_cpu_node(c) == z->node ? h : b,
+                             __ATOMIC_RELAXED);
 }
 
 /* The pagesets of a zone live in the zone's own memory (SLAB type, marked
@@ -55,7 +61,7 @@ void bm_pcp_setup(struct bm_zone *z)
         order++;
     if ((BM_PAGE_SIZE << order) < bytes)
         return;                                 /* absurd CPU count: no pcp */
-    struct bm_page *p = bm_rmqueue(z, order, MIGRATE_SLAB);
+    struct bm_page *p = bm_rmqueue(z, order, MIGRATE_SLAB, 0);
     if (!p)
         return;
     p->flags = PG_alloc | PG_internal;
@@ -69,8 +75,8 @@ void bm_pcp_setup(struct bm_zone *z)
         for (unsigned i = 0; i < NR_PCP_LISTS; i++)
             list_init(&pcp[c].lists[i]);
     }
-    bm_pcp_update_sizes(z);
     __atomic_store_n(&z->pcp, pcp, __ATOMIC_RELEASE);
+    bm_pcp_update_sizes(z);
 }
 
 /*

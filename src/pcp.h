@@ -28,10 +28,9 @@ static inline void list_del_fast(struct bm_list *n)
 /* A block from this CPU's pageset, or NULL when the pageset is busy (the
  * caller goes to the zone) or empty with nothing left in the zone (the
  * zone path then sets ENOMEM). */
-static inline struct bm_page *bm_pcp_alloc(struct bm_zone *z, struct bm_pcp *pcps,
+static inline struct bm_page *bm_pcp_alloc(struct bm_zone *z, struct bm_pcp *pcp,
                                            unsigned order, int mt)
 {
-    struct bm_pcp *pcp = &pcps[bm_cpu()];
     if (unlikely(!bm_spin_trylock(&pcp->lock))) {
         __atomic_fetch_add(&pcp->lock_miss, 1, __ATOMIC_RELAXED);
         return NULL;
@@ -50,11 +49,11 @@ static inline struct bm_page *bm_pcp_alloc(struct bm_zone *z, struct bm_pcp *pcp
     return p;
 }
 
-/* false when the pageset is busy: the caller frees to the zone. */
-static inline bool bm_pcp_free(struct bm_zone *z, struct bm_pcp *pcps, struct bm_page *p,
+/* false when the pageset is busy: the caller frees to the zone. The
+ * pageset's own high mark: a CPU of another node drains at one batch. */
+static inline bool bm_pcp_free(struct bm_zone *z, struct bm_pcp *pcp, struct bm_page *p,
                                unsigned order)
 {
-    struct bm_pcp *pcp = &pcps[bm_cpu()];
     if (unlikely(!bm_spin_trylock(&pcp->lock))) {
         __atomic_fetch_add(&pcp->lock_miss, 1, __ATOMIC_RELAXED);
         return false;
@@ -63,7 +62,7 @@ static inline bool bm_pcp_free(struct bm_zone *z, struct bm_pcp *pcps, struct bm
     list_add(&pcp->lists[pindex(order, p->mt)], &p->lru);
     STAT_ADD(pcp->count, 1 << order);
     STAT_ADD(pcp->free_hit, 1);
-    if (unlikely(pcp->count >= __atomic_load_n(&z->pcp_high, __ATOMIC_RELAXED)))
+    if (unlikely(pcp->count >= __atomic_load_n(&pcp->high, __ATOMIC_RELAXED)))
         bm_pcp_drain_batch(z, pcp);
     bm_spin_unlock(&pcp->lock);
     return true;

@@ -14,7 +14,6 @@
  * in buddyinfo as free max-order blocks, never touched.
  */
 #include <errno.h>
-#include <numaif.h>
 #include <string.h>
 #include <sys/mman.h>
 
@@ -69,14 +68,15 @@ static void bm_region_note(const struct bm_region *r)
 }
 
 /*
- * The options thp and numa, applied to a new region's usable part before
- * anything touches it (docs/options.md). A policy the kernel refuses (a
- * node that is not online, a kernel without NUMA) is named once on stderr
- * and dropped: the regions stay under the process's own policy, as with
- * numa=local.
+ * The options thp and numa, applied to a new region before anything
+ * touches it (docs/options.md, docs/numa.md): the region, its mem_map
+ * included, goes to its zone's node (bm_numa_place). A policy the kernel
+ * refuses (a kernel without NUMA) is named once on stderr; the region then
+ * stays under the process's own policy.
  */
-static void region_policy(struct bm_region *r)
+static void region_policy(struct bm_region *r, struct bm_zone *z)
 {
+    static _Atomic bool told;
     char *base = (char *)r + (REGION_FIRST_PAGE << BM_PAGE_SHIFT);
     size_t len = REGION_SIZE - (REGION_FIRST_PAGE << BM_PAGE_SHIFT);
     struct bm_options *o = &bm_g.opt;
@@ -84,22 +84,9 @@ static void region_policy(struct bm_region *r)
         bm_os_advise(base, len, o->thp == BM_THP_ALWAYS ? MADV_HUGEPAGE : MADV_NOHUGEPAGE) != 0 &&
         o->verbose)
         bm_message("thp: ", "madvise refused (kernel without transparent huge pages?)");
-    if (o->numa_policy == BM_NUMA_LOCAL)
-        return;
-    static const int mode[] = {
-        [BM_NUMA_INTERLEAVE] = MPOL_INTERLEAVE,
-        [BM_NUMA_BIND] = MPOL_BIND,
-        [BM_NUMA_PREFERRED] = MPOL_PREFERRED,
-    };
-    uint64_t nodes = o->numa_nodes;
-    if (!nodes)                                 /* interleave over every node */
-        nodes = bm_g.nr_nodes >= 64 ? ~0ull : (1ull << bm_g.nr_nodes) - 1;
-    if (syscall(SYS_mbind, base, len, mode[o->numa_policy], &nodes, 8 * sizeof nodes + 1, 0) != 0) {
-        bm_message("BUDDYMALLOC_OPTIONS: numa: ",
-                   "the kernel refused the policy (nodes not online, or no NUMA): "
-                   "numa=local kept");
-        o->numa_policy = BM_NUMA_LOCAL;
-    }
+    if (!bm_numa_place(r, REGION_SIZE, z->node) && !atomic_exchange(&told, true))
+        bm_message("numa: ", "the kernel refused to place a region on its node (mbind); "
+                             "its pages follow the process's policy");
 }
 
 /*
@@ -123,7 +110,7 @@ bool bm_region_add(struct bm_zone *z)
         errno = ENOMEM;
         return false;
     }
-    region_policy(r);
+    region_policy(r, z);
     r->magic = BM_REGION_MAGIC;
     r->zone = z;
     r->base = (uintptr_t)r;

@@ -38,10 +38,15 @@
 
 struct bm_slab_class_stats bm_slab_stats[BM_NR_CLASSES];
 
-static struct {
+/* Slabs of exited threads, per node and class: a heap adopts only slabs
+ * of its own zone. */
+static struct abandoned {
     bm_mutex_t lock;
     struct bm_list list;                /* abandoned slabs, linked by lru */
-} abandoned[BM_NR_CLASSES];
+    _Atomic unsigned long n;
+} abandoned[BM_MAX_NODES][BM_NR_CLASSES];
+
+static struct abandoned *abandoned_of(int node, unsigned cls) { return &abandoned[node][cls]; }
 
 #define FULL_SCAN 8                     /* full slabs looked at per refill */
 #define SWEEP_EVERY 16                  /* a heap's new slabs between looks for
@@ -55,8 +60,9 @@ static __thread bool sweep_due __attribute__((tls_model("initial-exec")));
 
 void bm_slabs_init(void)
 {
-    for (unsigned c = 0; c < BM_NR_CLASSES; c++)
-        list_init(&abandoned[c].list);
+    for (int n = 0; n < BM_MAX_NODES; n++)
+        for (unsigned c = 0; c < BM_NR_CLASSES; c++)
+            list_init(&abandoned[n][c].list);
 }
 
 static inline struct bm_page *lru_slab(struct bm_list *l) { return lru_to_page(l); }
@@ -148,7 +154,7 @@ static void slab_carve_shuffled(struct bm_page *s, const struct bm_heap *h)
 static struct bm_page *slab_new(struct bm_heap *h, unsigned cls)
 {
     const struct bm_class *c = &bm_classes[cls];
-    struct bm_page *s = bm_alloc_block(c->order, MIGRATE_SLAB, 0);
+    struct bm_page *s = bm_alloc_block_zone(c->order, MIGRATE_SLAB, 0, h->node);
     if (!s)
         return NULL;
     s->slab.free = NULL;
@@ -344,23 +350,24 @@ static struct bm_page *slab_find(struct bm_heap *h, unsigned cls)
      * abandoned list, it goes back to the pages as soon as those frees
      * empty it (bm_slab_reclaim_abandoned: thread exit, sweeps, trim).
      * At most ABANDONED_SCAN looked at per call. */
-    for (unsigned i = 0; i < ABANDONED_SCAN &&
-                         atomic_load_explicit(&bm_slab_stats[cls].abandoned, memory_order_relaxed);
+    struct abandoned *ab = abandoned_of(h->node, cls);
+    for (unsigned i = 0; i < ABANDONED_SCAN && atomic_load_explicit(&ab->n, memory_order_relaxed);
          i++) {
         struct bm_page *s = NULL;
-        bm_mutex_lock(&abandoned[cls].lock);
-        if (!list_empty(&abandoned[cls].list)) {
-            s = lru_slab(abandoned[cls].list.next);
+        bm_mutex_lock(&ab->lock);
+        if (!list_empty(&ab->list)) {
+            s = lru_slab(ab->list.next);
             list_del(&s->lru);
             slab_collect(s);            /* the list's lock makes us its owner */
             if ((unsigned)(capacity - s->slab.used) < min && s->slab.used) {
-                list_add_tail(&abandoned[cls].list, &s->lru);
+                list_add_tail(&ab->list, &s->lru);
                 s = NULL;
-                bm_mutex_unlock(&abandoned[cls].lock);
+                bm_mutex_unlock(&ab->lock);
                 continue;
             }
+            atomic_fetch_sub_explicit(&ab->n, 1, memory_order_relaxed);
         }
-        bm_mutex_unlock(&abandoned[cls].lock);
+        bm_mutex_unlock(&ab->lock);
         if (!s)
             break;
         atomic_fetch_sub_explicit(&bm_slab_stats[cls].abandoned, 1, memory_order_relaxed);
@@ -549,6 +556,71 @@ void bm_free_local(struct bm_heap *h, struct bm_page *s, void *p, const char *fn
 }
 
 /*
+ * Remote frees across nodes (the kernel's SLAB alien caches): a block of a
+ * slab on another node than the freeing CPU's waits in the freeing heap's
+ * alien buffer; when BM_ALIEN_MAX have gathered (or the heap is swept,
+ * trimmed or retired) they go home together, the blocks of each slab
+ * chained and pushed onto its thread_free list with one CAS. So a thread
+ * that frees another node's objects costs that node's slabs one atomic
+ * per slab and batch instead of one per object, and nothing it frees is
+ * ever handed out again on its own node. Heap lock held.
+ */
+void bm_alien_flush(struct bm_heap *h)
+{
+    unsigned n = h->alien_n;
+    void **a = h->alien;
+    for (unsigned i = 0; i < n; i++) {
+        if (!a[i])
+            continue;
+        struct bm_page *s = slab_of_block(a[i]);
+        void *head = a[i], *tail = a[i];
+        unsigned k = 1;
+        bm_link_set(tail, NULL);
+        for (unsigned j = i + 1; j < n; j++) {
+            if (a[j] && slab_of_block(a[j]) == s) {
+                bm_link_set(a[j], head);
+                head = a[j];
+                a[j] = NULL;
+                k++;
+            }
+        }
+        uintptr_t old = atomic_load_explicit(&s->slab.thread_free, memory_order_relaxed);
+        do {
+            bm_link_set(tail, (void *)old);
+        } while (!atomic_compare_exchange_weak_explicit(&s->slab.thread_free, &old,
+                                                        (uintptr_t)head, memory_order_release,
+                                                        memory_order_relaxed));
+        struct bm_zone *z = page_zone(s);
+        atomic_fetch_add_explicit(&z->slab_remote_free, k, memory_order_relaxed);
+        atomic_fetch_add_explicit(&z->slab_remote_batches, 1, memory_order_relaxed);
+    }
+    h->alien_n = 0;
+}
+
+/* free of block p of slab s, which lies on another node than the CPU
+ * freeing it: into h's alien buffer (above). A block freed twice while it
+ * waits there is found in the buffer. */
+static void alien_free(struct bm_heap *h, struct bm_page *s, void *p, const char *fn)
+{
+    if (bm_link_looks_free(p) && block_is_listed(NULL, s, p))
+        bm_fatal_bad_pointer(fn, p, "double free (the block is on the slab's remote free list)");
+    heap_lock_tick(h);
+    for (unsigned i = 0; i < h->alien_n; i++) {
+        if (h->alien[i] == p) {
+            bm_spin_unlock(&h->lock);
+            bm_fatal_bad_pointer(fn, p, "double free (the block is waiting to go home "
+                                        "to its node)");
+        }
+    }
+    bm_link_set(p, NULL);               /* a free block's link: looks free */
+    h->alien[h->alien_n++] = p;
+    if (h->alien_n == BM_ALIEN_MAX)
+        bm_alien_flush(h);
+    bm_spin_unlock(&h->lock);
+    h->nfree[s->slab.cls]++;
+}
+
+/*
  * Slow path of free for a slab block: a block of another thread's (or an
  * abandoned) slab, or a pointer that fails the checks.
  */
@@ -562,6 +634,16 @@ BM_COLD void bm_free_slab_slow(struct bm_page *s, void *p, struct bm_heap *h, co
     if (h != &bm_heap_empty && (owner & ~SLAB_FULL) == (uintptr_t)h) {
         bm_free_local(h, s, p, fn);
         return;
+    }
+    if (bm_g.nr_nodes > 1 && page_zone(s)->node != bm_cpu_node(bm_cpu())) {
+        /* a thread that only frees gets a heap for its alien buffer */
+        if (h == &bm_heap_empty)
+            h = bm_heap_create();
+        if (h) {
+            alien_free(h, s, p, fn);
+            return;
+        }
+        h = &bm_heap_empty;
     }
 
     /* Another thread's slab (or an abandoned one): one CAS. A block that
@@ -583,10 +665,12 @@ BM_COLD void bm_free_slab_slow(struct bm_page *s, void *p, struct bm_heap *h, co
 
 static void abandon(struct bm_page *s, unsigned cls)
 {
+    struct abandoned *ab = abandoned_of(page_zone(s)->node, cls);
     atomic_store_explicit(&s->slab.heap, 0, memory_order_release);
-    bm_mutex_lock(&abandoned[cls].lock);
-    list_add_tail(&abandoned[cls].list, &s->lru);
-    bm_mutex_unlock(&abandoned[cls].lock);
+    bm_mutex_lock(&ab->lock);
+    list_add_tail(&ab->list, &s->lru);
+    atomic_fetch_add_explicit(&ab->n, 1, memory_order_relaxed);
+    bm_mutex_unlock(&ab->lock);
     atomic_fetch_add_explicit(&bm_slab_stats[cls].abandoned, 1, memory_order_relaxed);
 }
 
@@ -689,23 +773,28 @@ void bm_slab_trim_class(struct bm_heap *h, unsigned cls)
 unsigned long bm_slab_reclaim_abandoned(void)
 {
     unsigned long freed = 0;
-    for (unsigned c = 0; c < BM_NR_CLASSES; c++) {
-        if (!atomic_load_explicit(&bm_slab_stats[c].abandoned, memory_order_relaxed))
-            continue;
-        bm_mutex_lock(&abandoned[c].lock);
-        struct bm_list *l = abandoned[c].list.next;
-        while (l != &abandoned[c].list) {
-            struct bm_page *s = lru_slab(l);
-            l = l->next;
-            slab_collect(s);
-            if (s->slab.used == 0) {
-                list_del(&s->lru);
-                atomic_fetch_sub_explicit(&bm_slab_stats[c].abandoned, 1, memory_order_relaxed);
-                slab_destroy(s, NULL);
-                freed++;
+    for (int n = 0; n < bm_g.nr_nodes; n++) {
+        for (unsigned c = 0; c < BM_NR_CLASSES; c++) {
+            struct abandoned *ab = abandoned_of(n, c);
+            if (!atomic_load_explicit(&ab->n, memory_order_relaxed))
+                continue;
+            bm_mutex_lock(&ab->lock);
+            struct bm_list *l = ab->list.next;
+            while (l != &ab->list) {
+                struct bm_page *s = lru_slab(l);
+                l = l->next;
+                slab_collect(s);
+                if (s->slab.used == 0) {
+                    list_del(&s->lru);
+                    atomic_fetch_sub_explicit(&ab->n, 1, memory_order_relaxed);
+                    atomic_fetch_sub_explicit(&bm_slab_stats[c].abandoned, 1,
+                                              memory_order_relaxed);
+                    slab_destroy(s, NULL);
+                    freed++;
+                }
             }
+            bm_mutex_unlock(&ab->lock);
         }
-        bm_mutex_unlock(&abandoned[c].lock);
     }
     return freed;
 }
@@ -743,14 +832,14 @@ enum bm_list_verdict bm_slab_mark_list(const struct bm_page *s, const void *head
 /* fork: the abandoned lists' locks, taken in class order (fork.c). */
 void bm_slab_fork_locks(enum bm_fork_step step)
 {
-    for (unsigned c = 0; c < BM_NR_CLASSES; c++)
-        bm_fork_mutex(&abandoned[c].lock, step);
+    for (int n = 0; n < bm_g.nr_nodes; n++)
+        for (unsigned c = 0; c < BM_NR_CLASSES; c++)
+            bm_fork_mutex(&abandoned[n][c].lock, step);
 }
 
 void bm_slab_for_each_quiet(void (*fn)(void *ctx, struct bm_page *s), void *ctx)
 {
-    struct bm_heap *h = bm_tls_heap;
-    if (h != &bm_heap_empty) {
+    for (struct bm_heap *h = bm_heap_first(); h; h = h->sib) {
         bm_spin_lock(&h->lock);            /* against a sweep */
         for (unsigned c = 0; c < BM_NR_CLASSES; c++) {
             if (h->cur[c] != &bm_slab_empty)
@@ -762,11 +851,13 @@ void bm_slab_for_each_quiet(void (*fn)(void *ctx, struct bm_page *s), void *ctx)
         }
         bm_spin_unlock(&h->lock);
     }
-    for (unsigned c = 0; c < BM_NR_CLASSES; c++) {
-        bm_mutex_lock(&abandoned[c].lock);
-        for (struct bm_list *l = abandoned[c].list.next; l != &abandoned[c].list; l = l->next)
-            fn(ctx, lru_slab(l));
-        bm_mutex_unlock(&abandoned[c].lock);
+    for (int n = 0; n < bm_g.nr_nodes; n++) {
+        for (unsigned c = 0; c < BM_NR_CLASSES; c++) {
+            struct abandoned *ab = abandoned_of(n, c);
+            bm_mutex_lock(&ab->lock);
+            for (struct bm_list *l = ab->list.next; l != &ab->list; l = l->next)
+                fn(ctx, lru_slab(l));
+            bm_mutex_unlock(&ab->lock);
+        }
     }
 }
-

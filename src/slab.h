@@ -23,6 +23,9 @@ struct bm_heap_totals {
 void bm_heap_totals(struct bm_heap_totals *t);
 bool bm_heap_totals_try(struct bm_heap_totals *t, bool (*trylock)(bm_mutex_t *));
 void bm_heap_trim_current(void);
+struct bm_heap *bm_heap_first(void);    /* this thread's heaps, on ->sib */
+/* slab.c: send the blocks waiting in h's alien buffer home (h->lock held) */
+void bm_alien_flush(struct bm_heap *h);
 
 /* slab.c */
 struct bm_slab_class_stats {

@@ -68,6 +68,15 @@ static void zone_counters(const struct bm_zone *z, struct bm_zone_stats *s)
     s->release_threshold_pages = bm_release_threshold(z);
     s->enomem = RD(z->c.enomem);
     s->zeroed_allocs = RD(z->c.zeroed_allocs);
+    s->numa_hit = RD(z->c.numa_hit);
+    s->numa_miss = RD(z->c.numa_miss);
+    s->numa_foreign = atomic_load_explicit(&z->numa_foreign, memory_order_relaxed);
+    s->local_node = RD(z->c.local_node);
+    s->other_node = RD(z->c.other_node);
+    s->remote_free = RD(z->c.remote_free);
+    s->slab_remote_free = atomic_load_explicit(&z->slab_remote_free, memory_order_relaxed);
+    s->slab_remote_batches = atomic_load_explicit(&z->slab_remote_batches, memory_order_relaxed);
+    s->node_full = RD(z->c.node_full);
 }
 
 /* What only the zone lock makes readable: the free lists per migrate type
@@ -104,6 +113,17 @@ static void zone_pagesets(const struct bm_zone *z, struct bm_zone_stats *s)
         s->pcp_free_hit += RD(p->free_hit);
         s->pcp_drain += RD(p->free_drain);
         s->pcp_lock_miss += RD(p->lock_miss);
+        /* a pageset hit is always meant for its zone; local when the CPU
+         * is on the zone's node, and a free there from another node's CPU
+         * is a remote free */
+        uint64_t hits = RD(p->alloc_hit);
+        s->numa_hit += hits;
+        if (bm_cpu_node(c) == z->node) {
+            s->local_node += hits;
+        } else {
+            s->other_node += hits;
+            s->remote_free += RD(p->free_hit);
+        }
     }
 }
 
@@ -271,6 +291,8 @@ static void each_zone(struct bm_buf *b, const struct view *v,
 {
     for (int n = 0; n < bm_g.nr_nodes; n++) {
         struct zone_snap tmp;
+        if (!bm_g.zones[n].present)
+            continue;
         fn(b, zone_view(v, n, &tmp));
     }
 }
@@ -312,6 +334,8 @@ static void pagesetinfo(struct bm_buf *b, const struct view *v)
     (void)v;                /* counters read without locks either way */
     for (int n = 0; n < bm_g.nr_nodes; n++) {
         struct bm_zone *z = &bm_g.zones[n];
+        if (!z->present)
+            continue;
         bm_puts(b, "Node ");
         bm_puti(b, n, 0);
         bm_puts(b, ", zone   Normal  pagesets  high: ");
@@ -362,6 +386,8 @@ static void counters(struct bm_buf *b, const struct view *v)
 {
     for (int n = 0; n < bm_g.nr_nodes; n++) {
         struct zone_snap tmp;
+        if (!bm_g.zones[n].present)
+            continue;
         const struct bm_zone_stats s = zone_view(v, n, &tmp)->s;
         bm_puts(b, "Node ");
         bm_puti(b, n, 0);
@@ -400,6 +426,85 @@ static void counters(struct bm_buf *b, const struct view *v)
             bm_putu(b, s.alloc[o], 0);
         }
         bm_putc(b, '\n');
+    }
+}
+
+/* ---- NUMA ---------------------------------------------------------------- *
+ * The nodes, the policy in force, the distances, and per zone the
+ * kernel's numastat counters (numastat(8)'s layout: a column per node)
+ * with buddymalloc's own: remote frees, slab objects sent home and in how
+ * many batches, and how often a zone declined because its node was low
+ * on memory.
+ */
+static void numa_info(struct bm_buf *b, const struct view *v)
+{
+    static const char *const policy[] = { "local", "interleave", "bind", "preferred" };
+    static const char *const source[] = { "default", "option numa", "process policy" };
+    const struct bm_topology *t = &bm_g.topo;
+    int nodes[BM_MAX_NODES], nn = 0;
+    for (int n = 0; n < bm_g.nr_nodes; n++)
+        if (t->online >> n & 1)
+            nodes[nn++] = n;
+    bm_puts(b, "nodes ");
+    bm_putu(b, (unsigned)nn, 0);
+    bm_puts(b, t->fake ? " (made up: numa_fake)" : "");
+    bm_puts(b, ", policy ");
+    bm_puts(b, policy[t->policy]);
+    if (t->nodes) {
+        bm_puts(b, " nodes ");
+        bm_putx(b, t->nodes);
+    }
+    bm_puts(b, " (");
+    bm_puts(b, source[t->source]);
+    bm_puts(b, "), zones watch node memory: ");
+    bm_puts(b, t->watch_memory ? "yes" : "no");
+    bm_puts(b, "\nnode distances:\nnode ");
+    for (int i = 0; i < nn; i++)
+        bm_putu(b, (unsigned)nodes[i], 4);
+    bm_putc(b, '\n');
+    for (int i = 0; i < nn; i++) {
+        bm_putu(b, (unsigned)nodes[i], 3);
+        bm_putc(b, ':');
+        for (int j = 0; j < nn; j++)
+            bm_putu(b, t->distance[nodes[i]][nodes[j]], 4);
+        bm_puts(b, "   zonelist:");
+        for (int k = 0; k < t->nr_zonelist[nodes[i]]; k++) {
+            bm_putc(b, ' ');
+            bm_putu(b, t->zonelist[nodes[i]][k], 0);
+        }
+        bm_putc(b, '\n');
+    }
+    /* at most 8 columns a table; one snapshot at a time (small stack: the
+     * live report runs in a signal handler) */
+    for (int first = 0; first < nn; first += 8) {
+        int cols = nn - first < 8 ? nn - first : 8;
+        bm_putsw(b, "", -22);
+        for (int i = 0; i < cols; i++) {
+            char name[16];
+            struct bm_buf nb;
+            bm_buf_mem(&nb, name, sizeof name);
+            bm_puts(&nb, "node");
+            bm_putu(&nb, (unsigned)nodes[first + i], 0);
+            bm_buf_finish(&nb);
+            bm_putsw(b, name, 16);
+        }
+        bm_putc(b, '\n');
+        static const struct { const char *name; size_t off; } rows[] = {
+#define ROW(f) { #f, offsetof(struct bm_zone_stats, f) }
+            ROW(numa_hit), ROW(numa_miss), ROW(numa_foreign), ROW(local_node),
+            ROW(other_node), ROW(remote_free), ROW(slab_remote_free),
+            ROW(slab_remote_batches), ROW(node_full),
+#undef ROW
+        };
+        for (size_t r = 0; r < sizeof rows / sizeof rows[0]; r++) {
+            bm_putsw(b, rows[r].name, -22);
+            for (int i = 0; i < cols; i++) {
+                struct zone_snap tmp;
+                const struct bm_zone_stats *zs = &zone_view(v, nodes[first + i], &tmp)->s;
+                bm_putu(b, *(const uint64_t *)((const char *)zs + rows[r].off), 16);
+            }
+            bm_putc(b, '\n');
+        }
     }
 }
 
@@ -478,6 +583,8 @@ static void summary(struct bm_buf *b, const struct view *v)
     unsigned long resident = 0, released = 0;
     for (int n = 0; n < bm_g.nr_nodes; n++) {
         struct zone_snap tmp;
+        if (!bm_g.zones[n].present)
+            continue;
         const struct zone_snap *zs = zone_view(v, n, &tmp);
         resident += zs->s.resident_pages;
         released += zs->s.released_pages;
@@ -609,6 +716,7 @@ BM_API size_t bm_buddyinfo(char *buf, size_t size) { return to_mem(buddyinfo, bu
 BM_API size_t bm_pagetypeinfo(char *buf, size_t size) { return to_mem(pagetypeinfo, buf, size); }
 BM_API size_t bm_extfrag_index(char *buf, size_t size) { return to_mem(extfrag_index, buf, size); }
 BM_API size_t bm_pagesetinfo(char *buf, size_t size) { return to_mem(pagesetinfo, buf, size); }
+BM_API size_t bm_numastat(char *buf, size_t size) { return to_mem(numa_info, buf, size); }
 BM_API size_t bm_slabinfo(char *buf, size_t size) { return to_mem(slabinfo, buf, size); }
 
 static void all_stats(struct bm_buf *b);
@@ -649,6 +757,7 @@ static void sections(struct bm_buf *b, const struct view *v)
         { "pagetypeinfo", pagetypeinfo }, { "extfrag_index", extfrag_index },
         { "pagesets", pagesetinfo },      { "zone counters", counters },
         { "slabinfo", slabinfo },         { "huge", huge_info },
+        { "numa", numa_info },
     };
     for (size_t i = 0; i < sizeof table / sizeof table[0]; i++) {
         bm_puts(b, "--- ");

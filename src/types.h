@@ -223,6 +223,14 @@ struct bm_zone_counters {
     uint64_t threshold_raised;      /* times churn doubled the release threshold */
     uint64_t enomem;                /* allocations that found nothing        */
     uint64_t zeroed_allocs;         /* blocks handed out known to be zero    */
+    /* NUMA, for blocks handed out by the zone itself (pageset hits are
+     * counted per pageset and added in the statistics) */
+    uint64_t numa_hit;              /* meant for this zone                   */
+    uint64_t numa_miss;             /* meant for another zone, which declined */
+    uint64_t local_node;            /* to a thread running on this node      */
+    uint64_t other_node;            /* to a thread running on another node   */
+    uint64_t remote_free;           /* freed here by a CPU of another node   */
+    uint64_t node_full;             /* declined: the node was low on memory  */
 };
 
 struct bm_zone {
@@ -253,6 +261,12 @@ struct bm_zone {
     unsigned long reused_since_event;   /* advised pages handed out since    */
 
     struct bm_zone_counters c;
+    bool present;                   /* a zone of the policy (has regions or
+                                     * may get them)                        */
+    /* counted without the zone lock, by other zones' walks and by the
+     * threads sending slab objects home (slab.c) */
+    _Atomic uint64_t numa_foreign;  /* meant for this zone, served by another */
+    _Atomic uint64_t slab_remote_free, slab_remote_batches;
     unsigned last_alloc_state;      /* set by bm_rmqueue for its caller, under
                                      * the same lock hold: the PG_STATE flags
                                      * of the block it came from             */
@@ -273,6 +287,8 @@ struct bm_heap_class {
     struct bm_list full;            /* slabs that had none when last looked at */
     unsigned long nr_partial, nr_full;
 };
+
+#define BM_ALIEN_MAX 16
 
 struct bm_heap {
     /* fast path: the current slab of each class (never NULL: an empty
@@ -299,6 +315,14 @@ struct bm_heap {
     struct bm_heap *next;           /* live list or pool                      */
     struct bm_heap **pprev;         /* live list back link                    */
     int dead;                       /* torn down, waiting in the pool          */
+    /* NUMA: a thread has a heap per zone it allocated from (heap.c); this
+     * one's slabs come from zone `node`. */
+    int node;
+    struct bm_heap *sib;            /* the thread's next heap                 */
+    /* Blocks of slabs on other nodes freed by this thread, waiting to go
+     * home together (slab.c, the kernel's SLAB alien caches); under lock */
+    uint32_t alien_n;
+    void *alien[BM_ALIEN_MAX];
     /* The queues (q[]) and the slabs on them belong to the owner, which
      * takes `lock` on its slow paths only (malloc's refill, a bin that
      * overflows, trim, exit); another thread takes it to sweep a heap whose
@@ -308,6 +332,8 @@ struct bm_heap {
     _Atomic uint64_t ticks;         /* bumped by the owner's slow paths       */
     uint64_t swept_ticks;           /* ticks at the last sweep pass (heaps_lock) */
 };
+
+_Static_assert(sizeof(struct bm_heap) <= BM_PAGE_SIZE, "heaps are carved from single pages");
 
 /* ---- options (options.c) ----------------------------------------------- */
 
@@ -341,6 +367,7 @@ struct bm_options {
     int thp;                        /* enum bm_thp                           */
     int numa_policy;                /* enum bm_numa_policy                   */
     uint64_t numa_nodes;            /* its nodes (bit n: node n); 0 = all    */
+    unsigned long numa_fake;        /* tests: make up this many nodes (> 1)  */
     int stats_at_exit;              /* print every statistic when the process exits */
     long stats_pid;                 /* ... only in this process (0: in every one) */
     char stats_file[256];           /* ... appended to this file, "" = stderr */
@@ -350,18 +377,45 @@ struct bm_options {
     unsigned long fail_mmap, fail_mmap_count, fail_madvise, fail_madvise_count;
 };
 
+/* ---- NUMA topology and policy (topology.c) ------------------------------ */
+
+#define BM_MAX_CPUS 4096            /* CPUs above share node 0's tables  */
+
+enum bm_policy_source { BM_POLICY_DEFAULT, BM_POLICY_OPTION, BM_POLICY_PROCESS };
+
+struct bm_topology {
+    uint64_t online;                /* nodes (bit n: node n)                 */
+    uint64_t memory;                /* ... that have memory                  */
+    uint64_t allowed;               /* ... whose zones may get regions       */
+    uint64_t nodes;                 /* the policy's node set (0: none)       */
+    int policy;                     /* in force: enum bm_numa_policy          */
+    int source;                     /* where it came from: enum bm_policy_source */
+    bool fake;                      /* option numa_fake: nodes made up        */
+    bool watch_memory;              /* zones check their node's free memory   */
+    uint8_t cpu_node[BM_MAX_CPUS];  /* the node of each CPU                   */
+    uint8_t cpu_zone[BM_MAX_CPUS];  /* the zone a thread on it allocates from */
+    uint8_t nr_zonelist[BM_MAX_NODES];
+    uint8_t zonelist[BM_MAX_NODES][BM_MAX_NODES];   /* nearest first          */
+    uint8_t distance[BM_MAX_NODES][BM_MAX_NODES];
+};
+
 /* ---- global state (init.c) --------------------------------------------- */
 
 struct bm_global {
     _Atomic int initialised;
     int nr_cpus;
-    int nr_nodes;
+    int nr_nodes;                   /* highest node + 1                       */
     bool rseq_ok;
     _Atomic unsigned long nr_regions;
     struct bm_options opt;
+    struct bm_topology topo;
     struct bm_zone zones[BM_MAX_NODES];
 };
 
 extern struct bm_global bm_g;
+/* Threads on different CPUs start from different zones (NUMA): heaps
+ * follow their thread's node. A variable of its own: one instruction to
+ * test on the malloc fast path. */
+extern bool bm_numa_multi;
 
 #endif /* BM_TYPES_H */

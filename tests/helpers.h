@@ -25,6 +25,31 @@ static inline void bm_test_options(const char *opts)
     setenv("BUDDYMALLOC_OPTIONS", opts, 1);
 }
 
+/* Run fn(arg) in a child with its stderr captured into msg: the child
+ * must abort (the allocator's report of a bad pointer). */
+static inline void expect_child_abort(void (*fn)(void *), void *arg, char *msg, size_t size)
+{
+    int fds[2];
+    cr_assert_eq(pipe(fds), 0);
+    pid_t pid = fork();
+    if (pid == 0) {
+        dup2(fds[1], 2);
+        fn(arg);
+        _exit(0);
+    }
+    close(fds[1]);
+    memset(msg, 0, size);
+    size_t got = 0;
+    ssize_t n;
+    while (got < size - 1 && (n = read(fds[0], msg + got, size - 1 - got)) > 0)
+        got += (size_t)n;
+    close(fds[0]);
+    int status;
+    waitpid(pid, &status, 0);
+    cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT,
+              "the child must abort (status %#x); stderr: %s", status, msg);
+}
+
 /* The checker must find nothing; on failure its report is on stderr. */
 #define assert_heap_ok() cr_assert_eq(bm_check(2), 0, "heap checker found violations")
 

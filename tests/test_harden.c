@@ -22,33 +22,25 @@ static void share_init(void)
     *shared_addr = 0;
 }
 
+struct child { const char *opts; void (*fn)(void); };
+
+static void run_child(void *arg)
+{
+    struct child *c = arg;
+    if (c->opts)
+        bm_test_options(c->opts);
+    c->fn();
+}
+
 /* Run fn in a child with options opts and stderr captured: it must abort,
  * the report must contain want and "fn_name(<address the child shared>)". */
 static void expect_report(const char *opts, void (*fn)(void), const char *fn_name,
                           const char *want)
 {
     share_init();
-    int fds[2];
-    cr_assert_eq(pipe(fds), 0);
-    pid_t pid = fork();
-    if (pid == 0) {
-        dup2(fds[1], 2);
-        if (opts)
-            bm_test_options(opts);
-        fn();
-        _exit(0);
-    }
-    close(fds[1]);
-    char msg[1024] = {0};
-    size_t got = 0;
-    ssize_t n;
-    while (got < sizeof msg - 1 && (n = read(fds[0], msg + got, sizeof msg - 1 - got)) > 0)
-        got += (size_t)n;
-    close(fds[0]);
-    int status;
-    waitpid(pid, &status, 0);
-    cr_assert(WIFSIGNALED(status) && WTERMSIG(status) == SIGABRT,
-              "the child must abort (status %#x); stderr: %s", status, msg);
+    struct child c = { opts, fn };
+    char msg[1024];
+    expect_child_abort(run_child, &c, msg, sizeof msg);
     cr_assert(strstr(msg, want) != NULL, "report lacks '%s': %s", want, msg);
     char where[64];
     snprintf(where, sizeof where, "%s(%p)", fn_name, (void *)*shared_addr);
