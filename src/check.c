@@ -365,6 +365,17 @@ static void check_zone(struct ck *c, struct bm_zone *z)
     check_dirty_list(c, z);
     check_pcp(c, z, &lists);
     check_regions(c, z, &walk);
+    /* NUMA: only the policy's zones get regions, and a pageset's high
+     * mark is the zone's for its own node's CPUs, a batch for the others */
+    if (z->regions && !(bm_g.topo.allowed >> z->node & 1))
+        fail(c, "a zone outside the policy's nodes has regions", NULL, (uint64_t)z->node,
+             bm_g.topo.allowed);
+    for (int cpu = 0; z->pcp && cpu < bm_g.nr_cpus; cpu++) {
+        int want = bm_cpu_node(cpu) == z->node ? z->pcp_high : z->pcp_batch;
+        if (z->pcp[cpu].high != want)
+            fail(c, "pageset high mark differs from its zone's for the CPU's node", NULL,
+                 (uint64_t)cpu, (uint64_t)z->pcp[cpu].high);
+    }
     bm_zone_unlock_all(z);
 
     for (unsigned o = 0; o < MAX_ORDER; o++)

@@ -80,11 +80,13 @@ static void announce(void)
     bm_puts(&b, ", thp=");
     bm_puts(&b, thp[o->thp]);
     bm_puts(&b, ", numa=");
-    bm_puts(&b, numa[o->numa_policy]);
-    if (o->numa_nodes) {
+    bm_puts(&b, numa[bm_g.topo.policy]);
+    if (bm_g.topo.nodes) {
         bm_puts(&b, " nodes ");
-        bm_putx(&b, o->numa_nodes);
+        bm_putx(&b, bm_g.topo.nodes);
     }
+    if (bm_g.topo.source == BM_POLICY_PROCESS)
+        bm_puts(&b, " (the process's policy)");
     bm_puts(&b, ", pcp=");
     bm_puts(&b, o->pcp_enabled ? "on" : "off");
     bm_puts(&b, ", release=");
