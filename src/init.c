@@ -40,20 +40,20 @@ static int possible_cpus(void)
     return max >= 0 ? (int)max + 1 : 256;
 }
 
-/* A zone per node of the policy gets its first region, reserve and
- * pagesets now; the others stay empty, never asked for memory. */
-static void zone_bootstrap(struct bm_zone *z, int node)
+/* The zones of the policy's nodes. The zone of the CPU that bootstraps gets
+ * its first region (with the reserve and the pagesets, bm_region_add) now;
+ * the others when they are first asked for memory, so that a process that
+ * stays on one node touches no other node's memory. */
+static void zone_bootstrap(struct bm_zone *z, int node, bool now)
 {
     bm_zone_init(z, node);
     if (!(bm_g.topo.allowed >> node & 1))
         return;
     z->present = true;
+    if (!now)
+        return;
     bm_mutex_lock(&z->lock);
-    if (bm_region_add(z)) {
-        bm_zone_setup_reserve(z, bm_g.opt.reserve_pageblocks);
-        if (bm_g.opt.pcp_enabled)
-            bm_pcp_setup(z);
-    }
+    bm_region_add(z);
     bm_mutex_unlock(&z->lock);
 }
 
@@ -126,8 +126,9 @@ BM_COLD void bm_init_slow(void)
         bm_size_classes_init();
         bm_slabs_init();
         bm_heaps_init();
+        int first = bm_zone_now();
         for (int n = 0; n < bm_g.nr_nodes; n++)
-            zone_bootstrap(&bm_g.zones[n], n);
+            zone_bootstrap(&bm_g.zones[n], n, n == first);
         atomic_store_explicit(&bm_g.initialised, 1, memory_order_release);
         bm_stats_exit_setup();
         bm_stats_live_setup();

@@ -136,6 +136,12 @@ bool bm_region_add(struct bm_zone *z)
         bm_pcp_update_sizes(z);
     if (bm_g.opt.verbose >= 2)
         bm_region_note(r);
+    if (z->nr_regions == 1) {
+        /* the zone's first region: its reserve pageblocks and pagesets */
+        bm_zone_setup_reserve(z, bm_g.opt.reserve_pageblocks);
+        if (bm_g.opt.pcp_enabled)
+            bm_pcp_setup(z);
+    }
     return true;
 }
 

@@ -320,37 +320,125 @@ bool bm_numa_place(void *addr, size_t len, int zone)
     return mbind(addr, len, mode, mask, sizeof mask * 8, 0) == 0;
 }
 
+/* ---- free memory of a node ---------------------------------------------- */
+
+struct zoneinfo {
+    int want, node;                 /* the node asked for; the zone's node */
+    uint64_t free, high, avail;     /* pages */
+    uint64_t managed;               /* pages of the node's zones */
+};
+
+static uint64_t number_after(const char *s)
+{
+    while (*s && (*s < '0' || *s > '9'))
+        s++;
+    uint64_t v = 0;
+    while (*s >= '0' && *s <= '9')
+        v = v * 10 + (uint64_t)(*s++ - '0');
+    return v;
+}
+
+static bool starts(const char *s, const char *word)
+{
+    return strncmp(s, word, strlen(word)) == 0;
+}
+
+/* One line of /proc/zoneinfo. A zone's block has "pages free F", its
+ * watermark "high H", and "protection: (...)", the pages it keeps back from
+ * allocations that could use a higher zone (lowmem_reserve): what a user
+ * page may still take from the zone without the kernel going elsewhere is
+ * F - H - the largest protection. */
+static void zoneinfo_line(struct zoneinfo *zi, const char *l)
+{
+    if (starts(l, "Node ")) {
+        zi->node = (int)number_after(l);
+        zi->free = zi->high = 0;
+        return;
+    }
+    while (*l == ' ')
+        l++;
+    if (starts(l, "pages free")) {
+        zi->free = number_after(l);
+    } else if (starts(l, "high ")) {
+        zi->high = number_after(l);
+    } else if (starts(l, "managed ") && zi->node == zi->want) {
+        zi->managed += number_after(l);
+    } else if (starts(l, "protection: (") && zi->node == zi->want) {
+        uint64_t prot = 0;
+        for (const char *p = l + 13; *p && *p != ')';) {
+            uint64_t v = number_after(p);
+            prot = v > prot ? v : prot;
+            while (*p && *p != ',' && *p != ')')
+                p++;
+            if (*p == ',')
+                p++;
+        }
+        if (zi->free > zi->high + prot)
+            zi->avail += zi->free - zi->high - prot;
+    }
+}
+
+/* Pages node n can still give user memory before the kernel takes it from
+ * another node, from /proc/zoneinfo read line by line through a small
+ * buffer (the file is tens of KiB on large machines; this runs on the
+ * allocation path, maybe on a small thread stack). -1: unknown. */
+static long node_avail_pages(int n, unsigned long *managed)
+{
+    int fd = open("/proc/zoneinfo", O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return -1;
+    struct zoneinfo zi = { .want = n, .node = -1 };
+    char buf[1024];
+    size_t have = 0;
+    long got;
+    bool any = false;
+    while ((got = read(fd, buf + have, sizeof buf - 1 - have)) > 0) {
+        have += (size_t)got;
+        buf[have] = '\0';
+        char *line = buf, *nl;
+        while ((nl = strchr(line, '\n'))) {
+            *nl = '\0';
+            zoneinfo_line(&zi, line);
+            line = nl + 1;
+            any = true;
+        }
+        have = (size_t)(buf + have - line);
+        if (have == sizeof buf - 1)         /* a line longer than the buffer */
+            have = 0;
+        memmove(buf, line, have);
+    }
+    close(fd);
+    *managed = (unsigned long)zi.managed;
+    return any ? (long)zi.avail : -1;
+}
+
 /*
  * Has node n memory to spare for a new block of its zone? Asked before a
- * zone carves a never-used block or adds a region (every 4 MiB at most),
- * by reading the node's MemFree: under a low mark, the zone declines and
- * the allocation goes down the zonelist (bm_zonelist_alloc), as the
- * kernel's watermarks send it to the next zone. The mark is 1/32 of the
- * node's memory, at least 8 MiB: above the kernel's own low watermark, so
- * that the zone gives up before the kernel starts putting its pages
- * elsewhere.
+ * zone carves a never-used block or adds a region, at most every 4 MiB:
+ * below a mark the zone declines, and the allocation goes down the
+ * zonelist (bm_zonelist_rmqueue), as the kernel's watermarks send it to
+ * the next zone. The mark is 1/64 of the node's pages, at least 4 MiB,
+ * counted above the kernel's high watermark and reserves: the zone gives
+ * up before the kernel would start placing its pages on another node.
+ * /proc/zoneinfo is read again only when the pages carved since the last
+ * reading may have used up the margin seen then, or 100 ms have passed.
  */
 bool bm_node_has_room(int n)
 {
     if (!bm_g.topo.watch_memory)
         return true;
-    char buf[2048];
-    if (read_node_file(n, "meminfo", buf, sizeof buf) < 0)
+    struct bm_zone *z = &bm_g.zones[n];
+    uint64_t now = bm_now_ns();
+    if (now - z->room_ns < 100000000 && z->room_pages > 2 * z->room_mark + MAX_ORDER_NR_PAGES) {
+        z->room_pages -= MAX_ORDER_NR_PAGES;    /* this block's, at most */
         return true;
-    uint64_t total = 0, free = 0;
-    for (const char *s = buf; (s = strstr(s, "Mem"));) {
-        uint64_t *dst = !strncmp(s, "MemTotal:", 9) ? &total
-                        : !strncmp(s, "MemFree:", 8) ? &free : NULL;
-        s += 3;
-        if (!dst)
-            continue;
-        while (*s && (*s < '0' || *s > '9'))
-            s++;
-        uint64_t v = 0;
-        while (*s >= '0' && *s <= '9')
-            v = v * 10 + (uint64_t)(*s++ - '0');
-        *dst = v;                       /* kB */
     }
-    uint64_t mark = total / 32 > 8192 ? total / 32 : 8192;
-    return free > mark;
+    unsigned long managed;
+    long avail = node_avail_pages(n, &managed);
+    if (avail < 0)
+        return true;
+    z->room_ns = now;
+    z->room_pages = (unsigned long)avail;
+    z->room_mark = managed / 64 > 1024 ? managed / 64 : 1024;
+    return z->room_pages > z->room_mark;
 }

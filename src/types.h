@@ -263,6 +263,9 @@ struct bm_zone {
     struct bm_zone_counters c;
     bool present;                   /* a zone of the policy (has regions or
                                      * may get them)                        */
+    /* the node's memory as last read (topology.c: bm_node_has_room) */
+    uint64_t room_ns;
+    unsigned long room_pages, room_mark;
     /* counted without the zone lock, by other zones' walks and by the
      * threads sending slab objects home (slab.c) */
     _Atomic uint64_t numa_foreign;  /* meant for this zone, served by another */
