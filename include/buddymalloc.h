@@ -176,6 +176,15 @@ struct bm_zone_stats {
     uint64_t reused_pages;           /* released pages handed out again          */
     uint64_t threshold_raised;       /* times churn doubled the release threshold */
     unsigned long release_threshold_pages;  /* the threshold now                */
+    /* NUMA, per zone (= node), like the kernel's numastat */
+    uint64_t numa_hit;          /* blocks handed out here, meant for this node */
+    uint64_t numa_miss;         /* handed out here, meant for another node whose zone was full */
+    uint64_t numa_foreign;      /* meant for this node, handed out by another zone */
+    uint64_t local_node;        /* handed out here to a thread running on this node */
+    uint64_t other_node;        /* handed out here to a thread running on another node */
+    uint64_t remote_free;       /* page blocks freed into this zone from a CPU of another node */
+    uint64_t slab_remote_free;  /* slab objects of this node freed on another node */
+    uint64_t slab_remote_batches; /* batches they came home in */
 };
 
 /* Number of zones (NUMA nodes) in use. */
