@@ -192,16 +192,17 @@ fetch_kernel() {
   local pkg dir tries
   command -v apt-get >/dev/null || fail "no kernel in $cache/kernel and no apt-get to fetch one"
   dir=$(mktemp -d "$cache/kernel/fetch.XXXXXX")
-  chmod 755 "$dir"          # apt's download user may write there
+  trap 'rm -rf "$dir"' EXIT
+  chmod 755 "$dir"
   for tries in 1 2; do
-    pkg=$(kernel_package)
+    pkg=$(kernel_package || true)
     if [ -n "$pkg" ] && (cd "$dir" && apt-get download -q "$pkg") >>"$apt_log" 2>&1; then
       break
     fi
     pkg=''
     [ $tries -eq 1 ] || break
     [ "$(id -u)" -eq 0 ] || break
-    echo "$me: apt-get download of the kernel failed; running apt-get update" >&2
+    echo "$me: the kernel package is not in apt's lists or could not be downloaded; running apt-get update" >&2
     apt-get update -q >>"$apt_log" 2>&1 || break
   done
   if [ -z "$pkg" ]; then
@@ -215,6 +216,7 @@ fetch_kernel() {
   [ -n "$img" ] || { rm -rf "$dir"; fail "$pkg holds no /boot/vmlinuz-*"; }
   mv "$img" "$cache/kernel/"
   rm -rf "$dir"             # the modules: not needed, initramfs only
+  trap - EXIT
   echo "$me: kernel $(basename "$img") from $pkg kept in $cache/kernel" >&2
 }
 if [ -z "$kernel" ]; then
