@@ -444,7 +444,9 @@ static void selftest(void)
             int asked = 0;
             for (int i = 0; i < 16; i++)
                 asked += status[i] == other;
-            CHECK(rc == 0 && moved == 16 && seen == 16 && asked == 16,
+            /* the move's own status may differ for a page of a huge page
+             * that moved with another: what counts is where they are */
+            CHECK(rc == 0 && seen == 16 && asked == 16,
                   "selftest: 16 pages moved from node %d to %d (rc %ld): %d moved, get_mempolicy "
                   "sees %d there, move_pages %d", n, other, rc, moved, seen, asked);
         }
