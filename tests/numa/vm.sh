@@ -274,8 +274,13 @@ fi
 
 # ------------------------------------------------------------ initramfs
 work=$(mktemp -d "${TMPDIR:-/tmp}/bm-numa-vm.XXXXXX")
-cleanup() {   # a QEMU still running (interrupted): stop it
-  [ ! -s "$work/qpid" ] || [ -s "$work/qrc" ] || kill "$(cat "$work/qpid")" 2>/dev/null || true
+runner='' tailpid=''
+cleanup() {   # a QEMU still running (interrupted): stop it, let its runner end
+  if [ -s "$work/qpid" ] && [ ! -s "$work/qrc" ]; then
+    kill "$(cat "$work/qpid")" 2>/dev/null || true
+    [ -z "$runner" ] || wait "$runner" 2>/dev/null || true
+  fi
+  [ -z "$tailpid" ] || kill "$tailpid" 2>/dev/null || true
   rm -rf "$work"
 }
 trap cleanup EXIT
@@ -463,20 +468,19 @@ clean() { sed -e 's/\r//g' -e 's/\x1b\[[0-9;?]*[A-Za-z]//g' -e 's/\x1b[()][0-9A-
 # and the VM started once more; a boot takes 2-4 s.
 boot_limit=${BM_NUMA_VM_BOOT_LIMIT:-60}
 [ "$boot_limit" -le "$limit" ] || boot_limit=$limit
-tailpid=''
-if [ $verbose -eq 1 ]; then
-  : >"$work/console"
-  tail -F -n +1 "$work/console" 2>/dev/null | sed -u 's/\r//g' >&2 &
-  tailpid=$!
-fi
 for attempt in 1 2; do
   : >"$work/console"
   rm -f "$work/qpid" "$work/qrc"
+  if [ $verbose -eq 1 ]; then
+    tail -f -n +1 "$work/console" > >(sed -u 's/\r//g' >&2) &
+    tailpid=$!      # tail's: when it ends, sed sees the end of its input
+  fi
   start=$(date +%s%N)
   ( timeout -k 5 "$limit" "${qemu[@]}" </dev/null >"$work/qemu.out" 2>&1 &
     echo $! >"$work/qpid"
     wait $!
-    echo $? >"$work/qrc" ) &
+    { echo $? >"$work/qrc"; } 2>/dev/null ) &     # (gone if vm.sh was stopped)
+  runner=$!
   hung=0
   until [ -s "$work/qrc" ]; do
     sleep 0.5
@@ -486,14 +490,14 @@ for attempt in 1 2; do
       [ ! -s "$work/qpid" ] || kill "$(cat "$work/qpid")" 2>/dev/null || true
     fi
   done
-  wait
+  wait "$runner"
   qrc=$(cat "$work/qrc")
+  [ $verbose -eq 0 ] || { sleep 0.5; kill "$tailpid"; }
   [ $hung -eq 1 ] || break
   { echo "--- attempt $attempt: no boot in $boot_limit s"; clean "$work/console"; } >>"$work/hung"
   [ $attempt -eq 1 ] || break
   echo "$me: the VM did not boot in $boot_limit s: starting it once more" >&2
 done
-[ -z "$tailpid" ] || { sleep 0.3; kill "$tailpid" 2>/dev/null || true; }
 secs=$(( ($(date +%s%N) - start) / 1000000 ))
 secs=$((secs / 1000)).$(printf %03d $((secs % 1000)) | cut -c1)
 
