@@ -7,6 +7,9 @@ set -euo pipefail
 packages=(
   gcc libc6-dev pkg-config meson ninja-build python3   # build
   libnuma-dev numactl                                 # NUMA topology
+  qemu-system-x86 busybox-static cpio                 # NUMA machines for the tests
+                                                      # (tests/numa/vm.sh; it fetches
+                                                      # the kernel itself when first run)
   libcriterion-dev                                    # tests
   valgrind                                            # callgrind budgets, memcheck
   clang-14 libclang-rt-14-dev                         # libFuzzer harness (tests/fuzz)
