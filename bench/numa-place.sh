@@ -27,7 +27,7 @@ for a in glibc jemalloc buddymalloc; do
   LD_PRELOAD=\$pre \$PROGRAM 2 | sed "s/^/\$a /" || echo "\$a failed"
 done
 echo "--- buddymalloc's numa statistics"
-LD_PRELOAD=$lib BUDDYMALLOC_OPTIONS=stats \$PROGRAM 2 2>&1 >/dev/null |
+LD_PRELOAD=$lib BUDDYMALLOC_OPTIONS=stats=on \$PROGRAM 2 2>&1 >/dev/null |
   sed -n '/^--- buddyinfo/,/^--- pagetypeinfo/p;/^--- numa/,\$p'
 GUEST
 for nodes in 2 4; do
