@@ -63,8 +63,7 @@ static void heap_reset(struct bm_heap *h)
     h->large_pages = 0;
     h->slabs_made = 0;
     h->dead = 0;
-    h->sib = NULL;
-    h->alien_n = 0;
+    h->sib = NULL;                  /* h->alien stays: empty, kept with the heap */
     atomic_store_explicit(&h->lock.v, 0, memory_order_relaxed);
     atomic_store_explicit(&h->ticks, 0, memory_order_relaxed);
     h->swept_ticks = 0;
@@ -95,9 +94,11 @@ static struct bm_heap *heap_new(int node)
         for (size_t i = 1; i < n; i++) {
             struct bm_heap *extra = (struct bm_heap *)(base + i * sizeof(struct bm_heap));
             extra->next = heap_pool;
+            extra->alien = NULL;
             heap_pool = extra;
         }
         h = (struct bm_heap *)base;
+        h->alien = NULL;
     }
     heap_reset(h);
     h->node = node;

@@ -31,6 +31,7 @@
  * more memory with 256 idle threads.)
  */
 #include <errno.h>
+#include <string.h>
 
 #include "alloc.h"
 #include "buddymalloc.h"
@@ -557,64 +558,101 @@ void bm_free_local(struct bm_heap *h, struct bm_page *s, void *p, const char *fn
 
 /*
  * Remote frees across nodes (the kernel's SLAB alien caches): a block of a
- * slab on another node than the freeing CPU's waits in the freeing heap's
- * alien buffer; when BM_ALIEN_MAX have gathered (or the heap is swept,
- * trimmed or retired) they go home together, the blocks of each slab
- * chained and pushed onto its thread_free list with one CAS. So a thread
- * that frees another node's objects costs that node's slabs one atomic
- * per slab and batch instead of one per object, and nothing it frees is
- * ever handed out again on its own node. Heap lock held.
+ * slab on another node than the freeing CPU's goes on a chain for its slab
+ * in the freeing heap's alien cache. When BM_ALIEN_OBJS blocks wait, or
+ * the cache is three quarters full of slabs (or the heap is swept, trimmed
+ * or retired), every chain goes home with one CAS onto its slab's
+ * thread_free list, and the owner collects it as it collects any remote
+ * free. So a thread that frees another node's objects costs their slabs one
+ * atomic per slab and flush instead of one per object, and nothing it frees
+ * is handed out again on its own node. Heap lock held.
  */
+static void push_chain(struct bm_page *s, void *head, void *tail)
+{
+    uintptr_t old = atomic_load_explicit(&s->slab.thread_free, memory_order_relaxed);
+    do {
+        bm_link_set(tail, (void *)old);
+    } while (!atomic_compare_exchange_weak_explicit(&s->slab.thread_free, &old, (uintptr_t)head,
+                                                    memory_order_release, memory_order_relaxed));
+}
+
 void bm_alien_flush(struct bm_heap *h)
 {
-    unsigned n = h->alien_n;
-    void **a = h->alien;
-    for (unsigned i = 0; i < n; i++) {
-        if (!a[i])
+    struct bm_alien *a = h->alien;
+    if (!a || !a->objs)
+        return;
+    for (unsigned i = 0; i < BM_ALIEN_SLOTS; i++) {
+        struct bm_alien_slot *sl = &a->slot[i];
+        if (!sl->slab)
             continue;
-        struct bm_page *s = slab_of_block(a[i]);
-        void *head = a[i], *tail = a[i];
-        unsigned k = 1;
-        bm_link_set(tail, NULL);
-        for (unsigned j = i + 1; j < n; j++) {
-            if (a[j] && slab_of_block(a[j]) == s) {
-                bm_link_set(a[j], head);
-                head = a[j];
-                a[j] = NULL;
-                k++;
-            }
-        }
-        uintptr_t old = atomic_load_explicit(&s->slab.thread_free, memory_order_relaxed);
-        do {
-            bm_link_set(tail, (void *)old);
-        } while (!atomic_compare_exchange_weak_explicit(&s->slab.thread_free, &old,
-                                                        (uintptr_t)head, memory_order_release,
-                                                        memory_order_relaxed));
-        struct bm_zone *z = page_zone(s);
-        atomic_fetch_add_explicit(&z->slab_remote_free, k, memory_order_relaxed);
+        push_chain(sl->slab, sl->head, sl->tail);
+        struct bm_zone *z = page_zone(sl->slab);
+        atomic_fetch_add_explicit(&z->slab_remote_free, sl->n, memory_order_relaxed);
         atomic_fetch_add_explicit(&z->slab_remote_batches, 1, memory_order_relaxed);
+        sl->slab = NULL;
     }
-    h->alien_n = 0;
+    a->objs = a->used = 0;
+}
+
+/* The slot of slab s, taken if free (linear probing from a hash of the
+ * slab's address); the cache is flushed before it is three quarters full,
+ * so a slot is always found. */
+static struct bm_alien_slot *alien_slot(struct bm_alien *a, struct bm_page *s)
+{
+    unsigned i = (unsigned)(((uintptr_t)s >> 6) * 0x9e3779b1u >> 26) % BM_ALIEN_SLOTS;
+    while (a->slot[i].slab && a->slot[i].slab != s)
+        i = (i + 1) % BM_ALIEN_SLOTS;
+    struct bm_alien_slot *sl = &a->slot[i];
+    if (!sl->slab) {
+        sl->slab = s;
+        sl->head = sl->tail = NULL;
+        sl->n = 0;
+        a->used++;
+    }
+    return sl;
+}
+
+/* A heap's alien cache: a page of the allocator's own (heap lock held). */
+static struct bm_alien *alien_new(void)
+{
+    struct bm_page *pg = bm_alloc_block(0, MIGRATE_SLAB, BM_GFP_NOPCP);
+    if (!pg)
+        return NULL;
+    set_page_flags(pg, PG_alloc | PG_internal);
+    struct bm_alien *a = page_to_addr(pg);
+    BM_VG_UNDEFINED(a, BM_PAGE_SIZE);
+    memset(a, 0, sizeof *a);
+    return a;
 }
 
 /* free of block p of slab s, which lies on another node than the CPU
- * freeing it: into h's alien buffer (above). A block freed twice while it
- * waits there is found in the buffer. */
+ * freeing it: onto its slab's chain in h's alien cache (above). A block
+ * freed twice while it waits is found on that chain. Without memory for a
+ * cache, the block goes home at once. */
 static void alien_free(struct bm_heap *h, struct bm_page *s, void *p, const char *fn)
 {
-    if (bm_link_looks_free(p) && block_is_listed(NULL, s, p))
+    bool looks_free = bm_link_looks_free(p);
+    if (looks_free && block_is_listed(NULL, s, p))
         bm_fatal_bad_pointer(fn, p, "double free (the block is on the slab's remote free list)");
     heap_lock_tick(h);
-    for (unsigned i = 0; i < h->alien_n; i++) {
-        if (h->alien[i] == p) {
-            bm_spin_unlock(&h->lock);
-            bm_fatal_bad_pointer(fn, p, "double free (the block is waiting to go home "
-                                        "to its node)");
-        }
+    if (!h->alien && !(h->alien = alien_new())) {
+        bm_spin_unlock(&h->lock);
+        push_chain(s, p, p);
+        h->nfree[s->slab.cls]++;
+        return;
     }
-    bm_link_set(p, NULL);               /* a free block's link: looks free */
-    h->alien[h->alien_n++] = p;
-    if (h->alien_n == BM_ALIEN_MAX)
+    struct bm_alien *a = h->alien;
+    struct bm_alien_slot *sl = alien_slot(a, s);
+    if (looks_free && list_has(sl->head, p, sl->n + 1)) {
+        bm_spin_unlock(&h->lock);
+        bm_fatal_bad_pointer(fn, p, "double free (the block is waiting to go home to its node)");
+    }
+    bm_link_set(p, sl->head);
+    sl->head = p;
+    if (!sl->tail)
+        sl->tail = p;
+    sl->n++;
+    if (++a->objs >= BM_ALIEN_OBJS || a->used > BM_ALIEN_SLOTS * 3 / 4)
         bm_alien_flush(h);
     bm_spin_unlock(&h->lock);
     h->nfree[s->slab.cls]++;

@@ -291,7 +291,20 @@ struct bm_heap_class {
     unsigned long nr_partial, nr_full;
 };
 
-#define BM_ALIEN_MAX 16
+/* A heap's alien cache: per slab, a chain of blocks freed from another
+ * node, pushed home with one CAS when the cache flushes (slab.c). */
+#define BM_ALIEN_SLOTS 64           /* slabs at once (open addressing)     */
+#define BM_ALIEN_OBJS 256           /* blocks waiting before all go home   */
+struct bm_alien_slot {
+    struct bm_page *slab;           /* NULL: free slot                       */
+    void *head, *tail;              /* the chain, linked as free lists are   */
+    uint32_t n;
+};
+struct bm_alien {
+    uint32_t objs, used;            /* blocks waiting; slots in use          */
+    struct bm_alien_slot slot[BM_ALIEN_SLOTS];
+};
+_Static_assert(sizeof(struct bm_alien) <= 4096, "an alien cache is one page");
 
 struct bm_heap {
     /* fast path: the current slab of each class (never NULL: an empty
@@ -323,9 +336,10 @@ struct bm_heap {
     int node;
     struct bm_heap *sib;            /* the thread's next heap                 */
     /* Blocks of slabs on other nodes freed by this thread, waiting to go
-     * home together (slab.c, the kernel's SLAB alien caches); under lock */
-    uint32_t alien_n;
-    void *alien[BM_ALIEN_MAX];
+     * home together (slab.c, the kernel's SLAB alien caches); under lock.
+     * A page of its own, made at the heap's first such free and kept with
+     * the heap in the pool. */
+    struct bm_alien *alien;
     /* The queues (q[]) and the slabs on them belong to the owner, which
      * takes `lock` on its slow paths only (malloc's refill, a bin that
      * overflows, trim, exit); another thread takes it to sweep a heap whose
