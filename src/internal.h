@@ -141,6 +141,19 @@ void bm_stats_live_counts(struct bm_live_counts *c);
  */
 int bm_cpu_slow(void);
 
+/* The CPU from rseq, or -1 when rseq cannot tell (not registered). */
+static inline int bm_cpu_rseq(void)
+{
+    if (likely(bm_g.rseq_ok)) {
+        const struct rseq *rs = (const struct rseq *)
+            ((char *)__builtin_thread_pointer() + __rseq_offset);
+        int cpu = (int)*(const volatile uint32_t *)&rs->cpu_id;
+        if (likely(cpu >= 0 && cpu < bm_g.nr_cpus))
+            return cpu;
+    }
+    return -1;
+}
+
 static inline int bm_cpu(void)
 {
     if (likely(bm_g.rseq_ok)) {
