@@ -152,6 +152,10 @@ mode remote env BUDDYMALLOC_OPTIONS=release=none "$prog" remote
 mode exhaust "$prog" exhaust
 mode interleave env BUDDYMALLOC_OPTIONS=numa=interleave "$prog" interleave
 mode "membind $node" numactl --membind="$node" "$prog" membind "$node"
+# the process's other policies, set by numactl: followed as numa=local's
+# table in docs/numa.md says
+mode "numactl --preferred=$node" numactl --preferred="$node" "$prog" preferred "$node"
+mode "numactl --interleave=all" numactl --interleave=all "$prog" interleave
 echo "=== preload"
 start=$(date +%s)
 preload >"$tmp/pre" 2>&1

@@ -750,7 +750,10 @@ static void exhaust(void)
 static void interleave(void)
 {
     const char *o = getenv("BUDDYMALLOC_OPTIONS");
-    CHECK(o && strstr(o, "numa=interleave"), "interleave: run me with BUDDYMALLOC_OPTIONS=numa=interleave");
+    int pol = -1;
+    get_mempolicy(&pol, NULL, 0, NULL, 0);
+    CHECK((o && strstr(o, "numa=interleave")) || pol == MPOL_INTERLEAVE,
+          "interleave: run me with BUDDYMALLOC_OPTIONS=numa=interleave or numactl --interleave");
     enum { BLOCK = 256 << 10, N = (64 << 20) / BLOCK, PER = BLOCK / PAGE };
     void **blk = calloc(N, sizeof *blk);
     void **pages = calloc((size_t)N * PER, sizeof *pages);
@@ -822,16 +825,20 @@ static void *membind_thread(void *arg)
     return NULL;
 }
 
-static void membind(int node)
+/* membind NODE: run under numactl --membind=NODE (MPOL_BIND); with
+ * want == MPOL_PREFERRED, under numactl --preferred=NODE: either way a
+ * thread on another node gets only NODE's pages. */
+static void membind(int node, int want)
 {
     int mode = -1;
     unsigned long mask[MAXN / 64] = { 0 };
     long rc = get_mempolicy(&mode, mask, MAXN + 1, NULL, 0);
-    int only = rc == 0 && mode == MPOL_BIND && (mask[node / 64] >> (node % 64) & 1);
+    int only = rc == 0 && mode == want && (mask[node / 64] >> (node % 64) & 1);
     for (int n = 0; only && n < MAXN; n++)
         if (n != node && (mask[n / 64] >> (n % 64) & 1))
             only = 0;
-    CHECK(only, "membind: run me under numactl --membind=%d (policy %d)", node, mode);
+    CHECK(only, "membind: run me under numactl --%s=%d (policy %d)",
+          want == MPOL_BIND ? "membind" : "preferred", node, mode);
     if (!only)
         return;
     membind_to = node;
@@ -856,9 +863,12 @@ int main(int argc, char **argv)
     else if (!strcmp(mode, "interleave"))
         interleave();
     else if (!strcmp(mode, "membind") && argc > 2)
-        membind(atoi(argv[2]));
+        membind(atoi(argv[2]), MPOL_BIND);
+    else if (!strcmp(mode, "preferred") && argc > 2)
+        membind(atoi(argv[2]), MPOL_PREFERRED);
     else {
-        fprintf(stderr, "usage: numa_test selftest|place|remote|exhaust|interleave|membind NODE\n");
+        fprintf(stderr, "usage: numa_test selftest|place|remote|exhaust|interleave|"
+                        "membind NODE|preferred NODE\n");
         return 2;
     }
     printf("%d passed, %d failed\n", passed, failed);
