@@ -152,7 +152,7 @@ static BM_COLD struct bm_heap *heap_move(int zone)
 /* Every small malloc when CPUs start from different zones: the heap of the
  * CPU's zone. The rseq read and the table lookup inline; anything else
  * (no rseq, a heap switch) through one cold call, so that this path keeps
- * its registers too (about 20 instructions over the one-zone path). */
+ * its registers too (16 instructions over the one-zone path). */
 static BM_COLD void *malloc_numa_cold(unsigned cls)
 {
     struct bm_heap *h = bm_tls_heap;
