@@ -72,6 +72,8 @@ static void assert_report(const char *text, size_t len, long long seq)
         "\n--- zone counters ---\n",
         "\n--- slabinfo ---\nslabinfo - version: 2.1\n",
         "\nbm-32 ",
+        "\n--- numa ---\nnodes ",
+        "\nnuma_hit ",
         "\n--- report ---\ntook ",
     };
     for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++)
@@ -107,6 +109,35 @@ static void start(void)
     bm_free(bm_malloc(1));
     size_t len = read_image();
     cr_assert_eq(complete_seq(image, len), 0, "the first image:\n%s", image);
+}
+
+/* Every node is in the live report: buddyinfo, pagesets and counters of
+ * each zone, and a numastat column per node (made-up nodes: numa_fake). */
+Test(live, every_node_is_reported, .timeout = 30)
+{
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) != 0 || !CPU_ISSET(0, &set) || !CPU_ISSET(1, &set))
+        cr_skip_test("needs CPUs 0 and 1");
+    bm_test_options("stats_signal=USR2,numa_fake=2");
+    void *p[2];
+    for (int cpu = 0; cpu < 2; cpu++) {
+        CPU_ZERO(&set);
+        CPU_SET(cpu, &set);
+        cr_assert_eq(sched_setaffinity(0, sizeof set, &set), 0);
+        sched_yield();
+        p[cpu] = bm_alloc_pages(1, 0);
+    }
+    raise(SIGUSR2);
+    wait_report(0);
+    static const char *const parts[] = {
+        "\nNode 0, zone   Normal ", "\nNode 1, zone   Normal ",
+        "nodes 2 (made up: numa_fake)", "zonelist: 0 1", "zonelist: 1 0",
+        "node0           node1",
+    };
+    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++)
+        cr_assert_geq(count_of(image, parts[i]), 1, "'%s' not in:\n%s", parts[i], image);
+    bm_free_pages(p[0], 1);
+    bm_free_pages(p[1], 1);
 }
 
 /* ---- under load ------------------------------------------------------- */
