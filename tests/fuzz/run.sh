@@ -34,7 +34,7 @@ if [ ! -x "$out/bm-fuzz" ] || [ "$newest" -nt "$out/bm-fuzz" ]; then
   if ! "$cc" -O1 -g -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
       -D_GNU_SOURCE -fno-builtin-malloc -fno-builtin-calloc -fno-builtin-free \
       -fno-builtin-realloc -ftls-model=initial-exec -Iinclude -Isrc -Ibuild \
-      "${srcs[@]}" tests/fuzz/fuzz_malloc.c -lpthread -o "$out/bm-fuzz"; then
+      "${srcs[@]}" tests/fuzz/fuzz_malloc.c -lnuma -lpthread -o "$out/bm-fuzz"; then
     echo "fuzz: build failed"; echo "0 passed, 1 failed"; exit 1
   fi
 fi

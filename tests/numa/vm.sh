@@ -396,7 +396,10 @@ mount -t devtmpfs dev /dev
 exec </dev/null >/dev/null 2>&1 4>/dev/kmsg
 mount -t proc proc /proc
 mount -t sysfs sys /sys
-mount -t tmpfs tmp /tmp
+# /tmp is the initramfs's own (a RAM file system already): a tmpfs mounted
+# over it would hide the files put there at their host paths (a clone under
+# /tmp)
+mkdir -p /tmp && chmod 1777 /tmp
 # send TAG: every line of stdin to the log, as TAG LINE (at most 900 bytes)
 send() {
   fold -w 900 | while IFS= read -r line || [ -n "\$line" ]; do echo "<3>\$1 \$line" >&4; done
