@@ -41,6 +41,8 @@ void bm_zone_init(struct bm_zone *z, int node)
 void bm_add_free(struct bm_zone *z, struct bm_page *p, unsigned order, int mt,
                  uint64_t freed_ns, unsigned state)
 {
+    if (order >= MAX_ORDER)         /* never: tells GCC (-Warray-bounds under ASan) */
+        __builtin_unreachable();
     struct bm_free_area *area = &z->free_area[order];
     set_page_flags(p, PG_buddy | state);
     p->order = (uint8_t)order;

@@ -174,7 +174,7 @@ BM_API void bm_free_pages(void *addr, unsigned order)
 {
     if (!addr)
         return;
-    const char *why;
+    const char *why = NULL;
     struct bm_page *p = lookup_block(addr, &why);
     if (unlikely(!p))
         bm_fatal_bad_pointer("bm_free_pages", addr, why);
