@@ -64,6 +64,7 @@ static void heap_reset(struct bm_heap *h)
     h->slabs_made = 0;
     h->dead = 0;
     h->sib = NULL;                  /* h->alien stays: empty, kept with the heap */
+    h->first = 0;
     atomic_store_explicit(&h->lock.v, 0, memory_order_relaxed);
     atomic_store_explicit(&h->ticks, 0, memory_order_relaxed);
     h->swept_ticks = 0;
@@ -119,6 +120,7 @@ BM_COLD struct bm_heap *bm_heap_create(void)
     struct bm_heap *h = heap_new(bm_zone_now());
     if (!h)
         return NULL;
+    h->first = 1;
     bm_tls_heap = tls_heaps = h;
     pthread_setspecific(heap_key, h);   /* keys < 32 live in the TCB: no malloc */
     return h;
@@ -335,6 +337,7 @@ __attribute__((no_sanitize("thread")))
  * heaps_lock held. */
 static void add_live_heaps(struct bm_heap_totals *t)
 {
+    t->heaps = 0;
     for (struct bm_heap *h = live_heaps; h; h = h->next) {
         for (unsigned c = 0; c < BM_NR_CLASSES; c++) {
             t->nalloc[c] += __atomic_load_n(&h->nalloc[c], __ATOMIC_RELAXED);
@@ -344,8 +347,8 @@ static void add_live_heaps(struct bm_heap_totals *t)
         t->large_nalloc += __atomic_load_n(&h->large_nalloc, __ATOMIC_RELAXED);
         t->large_nfree += __atomic_load_n(&h->large_nfree, __ATOMIC_RELAXED);
         t->large_pages += __atomic_load_n(&h->large_pages, __ATOMIC_RELAXED);
+        t->heaps += h->first;       /* threads: a thread has a heap per node */
     }
-    t->heaps = nr_live_heaps;
 }
 
 static void retired_totals(struct bm_heap_totals *t)

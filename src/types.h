@@ -331,6 +331,7 @@ struct bm_heap {
     struct bm_heap *next;           /* live list or pool                      */
     struct bm_heap **pprev;         /* live list back link                    */
     int dead;                       /* torn down, waiting in the pool          */
+    int first;                      /* the thread's first heap (counts threads) */
     /* NUMA: a thread has a heap per zone it allocated from (heap.c); this
      * one's slabs come from zone `node`. */
     int node;

@@ -86,6 +86,9 @@ Test(numa, blocks_follow_the_cpu)
             bm_free(big);
         }
     }
+    struct bm_malloc_stats m;
+    bm_malloc_stats(&m);
+    cr_assert_eq(m.heaps, 1, "one thread, though it has a heap on each node: %lu", m.heaps);
     assert_heap_ok();
 }
 
