@@ -196,8 +196,8 @@ Test(faults, madvise_failure_keeps_the_memory)
 
 /* From start-up, by option: the first region (mmap 1, at start-up) and
  * the retry the first malloc makes (mmap 2) fail. malloc returns NULL with
- * ENOMEM, and works at the next try, without pagesets (they are set up
- * with the first region). */
+ * ENOMEM, and works at the next try, with pagesets: they come with a
+ * zone's first region, whenever it is made. */
 Test(faults, the_first_region_fails_by_option)
 {
     bm_test_options("fail_mmap=1,fail_mmap_count=2");
@@ -211,6 +211,8 @@ Test(faults, the_first_region_fails_by_option)
     void *q = bm_alloc_pages(3, 0);
     cr_assert_not_null(q);
     bm_free_pages(q, 3);
+    /* the zone's first region, made late, brought its pagesets with it */
+    cr_assert_not_null(bm_g.zones[0].pcp, "no pagesets after a failed first region");
     assert_heap_ok();
 }
 
