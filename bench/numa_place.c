@@ -117,15 +117,21 @@ static void measure(struct thr *t)
 
 static int cpu_nodes[64], ncpu_nodes;
 
+/* End of a phase: measure, then wait while main reports and for its go. */
+static void phase_end(struct thr *t)
+{
+    measure(t);
+    pthread_barrier_wait(&bar);
+    pthread_barrier_wait(&bar);
+}
+
 static void *run(void *arg)
 {
     struct thr *t = arg;
     pin_to(t->node);
     /* first */
     alloc_mix(t);
-    measure(t);
-    pthread_barrier_wait(&bar);
-    pthread_barrier_wait(&bar);
+    phase_end(t);
     /* moved */
     free_mix(t->blk);
     int k = 0;
@@ -134,9 +140,7 @@ static void *run(void *arg)
     t->node = cpu_nodes[(k + 1) % ncpu_nodes];
     pin_to(t->node);
     alloc_mix(t);
-    measure(t);
-    pthread_barrier_wait(&bar);
-    pthread_barrier_wait(&bar);
+    phase_end(t);
     /* handoff: free the mix a thread of the previous node made */
     free_mix(t->blk);
     alloc_mix(t);
@@ -145,9 +149,7 @@ static void *run(void *arg)
     free_mix(from->blk);
     pthread_barrier_wait(&bar);
     alloc_mix(t);
-    measure(t);
-    pthread_barrier_wait(&bar);
-    pthread_barrier_wait(&bar);
+    phase_end(t);
     free_mix(t->blk);
     return NULL;
 }
@@ -180,8 +182,8 @@ int main(int argc, char **argv)
     thr = calloc((size_t)nthreads, sizeof *thr);
     pthread_barrier_init(&bar, NULL, (unsigned)nthreads + 1);
     pthread_t *tid = calloc((size_t)nthreads, sizeof *tid);
-    /* thread i on node cpu_nodes[i % ncpu_nodes]: a thread's handoff partner
-     * (i - nthreads / ncpu_nodes... ) sits on the previous node */
+    /* threads i of node group i / per_node; a thread's handoff partner,
+     * i - per_node, sits on the previous node (before and after moving) */
     for (int i = 0; i < nthreads; i++) {
         thr[i].idx = i;
         thr[i].node = cpu_nodes[(i / per_node) % ncpu_nodes];

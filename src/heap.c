@@ -35,7 +35,7 @@ static __thread struct bm_heap *tls_heaps __attribute__((tls_model("initial-exec
 static pthread_key_t heap_key;
 static bm_mutex_t heaps_lock;          /* live list and pool */
 static struct bm_heap *live_heaps, *heap_pool;
-static unsigned long nr_live_heaps, nr_heap_pages;
+static unsigned long nr_heap_pages;
 
 /* Counters of heaps that were torn down, folded in at teardown. */
 _Atomic uint64_t bm_retired_nalloc[BM_NR_CLASSES], bm_retired_nfree[BM_NR_CLASSES];
@@ -108,7 +108,6 @@ static struct bm_heap *heap_new(int node)
     if (live_heaps)
         live_heaps->pprev = &h->next;
     live_heaps = h;
-    nr_live_heaps++;
     bm_mutex_unlock(&heaps_lock);
     return h;
 }
@@ -179,7 +178,6 @@ static void live_unlink(struct bm_heap *h)
     *h->pprev = h->next;
     if (h->next)
         h->next->pprev = h->pprev;
-    nr_live_heaps--;
 }
 
 /* The heap's slabs go back to the pages or to the abandoned lists, its

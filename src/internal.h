@@ -156,14 +156,8 @@ static inline int bm_cpu_rseq(void)
 
 static inline int bm_cpu(void)
 {
-    if (likely(bm_g.rseq_ok)) {
-        const struct rseq *rs = (const struct rseq *)
-            ((char *)__builtin_thread_pointer() + __rseq_offset);
-        int cpu = (int)*(const volatile uint32_t *)&rs->cpu_id;
-        if (likely(cpu >= 0 && cpu < bm_g.nr_cpus))
-            return cpu;
-    }
-    return bm_cpu_slow();
+    int cpu = bm_cpu_rseq();
+    return likely(cpu >= 0) ? cpu : bm_cpu_slow();
 }
 
 /* ---- addresses and descriptors ------------------------------------------ */

@@ -689,12 +689,7 @@ BM_COLD void bm_free_slab_slow(struct bm_page *s, void *p, struct bm_heap *h, co
      * others are the owner's, changing under us. */
     if (bm_link_looks_free(p) && block_is_listed(NULL, s, p))
         bm_fatal_bad_pointer(fn, p, "double free (the block is on the slab's remote free list)");
-    uintptr_t old = atomic_load_explicit(&s->slab.thread_free, memory_order_relaxed);
-    do {
-        bm_link_set(p, (void *)old);
-    } while (!atomic_compare_exchange_weak_explicit(&s->slab.thread_free, &old, (uintptr_t)p,
-                                                    memory_order_release,
-                                                    memory_order_relaxed));
+    push_chain(s, p, p);
     if (h != &bm_heap_empty)
         h->nfree[cls]++;
     else

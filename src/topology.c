@@ -260,9 +260,8 @@ void bm_topology_init(void)
     build_zonelists(t);
 
     /* The first zone of a thread on each node. */
-    int cpus = bm_g.nr_cpus < BM_MAX_CPUS ? bm_g.nr_cpus : BM_MAX_CPUS;
     uint64_t zones_used = 0;
-    for (int c = 0; c < cpus; c++) {
+    for (int c = 0; c < bm_g.nr_cpus; c++) {     /* at most BM_MAX_CPUS */
         int n = t->cpu_node[c], z;
         if (!(t->online >> n & 1))
             n = t->cpu_node[c] = (uint8_t)__builtin_ctzll(t->online);
