@@ -152,6 +152,22 @@ static int find_fallback(struct bm_zone *z, unsigned order, int start_mt)
 }
 
 /*
+ * Pages a descriptor's block covers from p on: a malloc'ed run covers its
+ * page count, not the order of the buddy block it was cut from (large.c
+ * gave the rest back as free blocks of their own, which a walk must not
+ * step over); any other block head its order; a page that heads nothing
+ * (inside a run that grew across pageblocks, a slab's tail) one page.
+ */
+static inline unsigned long block_span(const struct bm_page *p, unsigned flags)
+{
+    if ((flags & (PG_alloc | PG_large)) == (PG_alloc | PG_large))
+        return p->large.npages;
+    if (flags & (PG_buddy | PG_pcp | PG_alloc | PG_isolated))
+        return 1UL << p->order;
+    return 1;
+}
+
+/*
  * Try to make the pageblock holding free block page (of type old_mt) belong
  * to start_mt: whole blocks of pageblock order or more always; a part of a
  * pageblock when at least half of the pageblock is free or already used by
@@ -175,13 +191,13 @@ static bool try_claim(struct bm_zone *z, struct bm_page *page, unsigned order,
     unsigned long free_pages = 0, alike = 0;
     for (unsigned long i = 0; i < pageblock_nr_pages;) {
         struct bm_page *p = start + i;
-        unsigned long n = 1UL << p->order;
         unsigned flags = page_flags(p);
+        unsigned long n = block_span(p, flags);
         if (flags & PG_buddy)
             free_pages += n;
         else if ((flags & (PG_alloc | PG_pcp)) && (p->mt & MT_MASK) == start_mt)
             alike += n;
-        i += flags ? n : 1;
+        i += n;
     }
     if (free_pages + alike < pageblock_nr_pages / 2)
         return false;
@@ -189,26 +205,26 @@ static bool try_claim(struct bm_zone *z, struct bm_page *page, unsigned order,
     bm_set_pageblock_range(start, 0, start_mt);
     for (unsigned long i = 0; i < pageblock_nr_pages;) {
         struct bm_page *p = start + i;
-        unsigned long n = 1UL << p->order;
         unsigned flags = page_flags(p);
+        unsigned long n = block_span(p, flags);
         if (flags & PG_buddy) {
             unsigned state = flags & PG_STATE;
             del_free(z, p, (unsigned)p->order, old_mt);
             bm_add_free(z, p, (unsigned)p->order, start_mt, 0, state);
         }
-        i += flags ? n : 1;
+        i += n;
     }
     z->c.claimed[start_mt]++;
     return true;
 }
 
-#define CLAIMED ((struct bm_page *)1)
-
 /*
  * Serve order for start_mt from another type's free block of order min_order
- * or more. Returns CLAIMED when a pageblock changed owner (the caller then
- * takes from its own list), the block itself when it was only borrowed
- * (its remainder stays with the other type), or NULL.
+ * or more: the block found is taken from start_mt's lists when its
+ * pageblock changed owner (try_claim moved it there with the pageblock's
+ * other free blocks), or borrowed from the other type's (its remainder stays
+ * there). Returns it, or NULL. Cost: O(MAX_ORDER) list heads, plus one walk
+ * of a pageblock's heads (at most pageblock_nr_pages steps) for a claim.
  */
 static struct bm_page *rmqueue_fallback(struct bm_zone *z, unsigned order, int start_mt,
                                         unsigned min_order)
@@ -242,7 +258,7 @@ found:;
     z->c.fallback[start_mt]++;
     if (can_claim((unsigned)current, start_mt) &&
         try_claim(z, page, (unsigned)current, start_mt, fmt))
-        return CLAIMED;
+        fmt = start_mt;
     take_block(z, page, order, (unsigned)current, fmt);
     return page;
 }
@@ -285,18 +301,12 @@ struct bm_page *bm_rmqueue(struct bm_zone *z, unsigned order, int mt, unsigned a
         if ((p = rmqueue_smallest(z, order, mt)))
             break;
         unsigned min = order > pageblock_order ? order : pageblock_order;
-        if ((p = rmqueue_fallback(z, order, mt, min))) {
-            if (p == CLAIMED)
-                continue;
+        if ((p = rmqueue_fallback(z, order, mt, min)))
             break;
-        }
         if (may_grow(z, aflags, &room) && bm_carve_fresh(z, mt))
             continue;
-        if ((p = rmqueue_fallback(z, order, mt, order))) {
-            if (p == CLAIMED)
-                continue;
+        if ((p = rmqueue_fallback(z, order, mt, order)))
             break;
-        }
         if (!room) {
             z->c.node_full++;
             return NULL;

@@ -258,3 +258,58 @@ Test(migrate, fresh_memory_is_typed_without_fallback)
     bm_free_pages(p, MAX_ORDER - 1);
     assert_heap_ok();
 }
+
+/*
+ * A malloc'ed run keeps its buddy block's order while the tail pages past
+ * its size are free blocks of their own (large.c gives them back). A
+ * partial claim of the run's pageblock must still move those tail blocks
+ * to the claimer's lists: stepping over them by the head's order left them
+ * on the old type's list after the pageblock changed type, and the next
+ * fallback found the same block again and claimed the same pageblock for
+ * ever (issue 14: the hang at about 1 GB). Timeout: a hang fails the test.
+ */
+Test(migrate, partial_claim_moves_the_free_tail_of_a_run, .init = setup_one_region, .timeout = 60)
+{
+    exhaust(pageblock_order);
+    int i = -1;
+    for (int k = 0; i < 0 || pb_type_of(blk[i]) != MIGRATE_PAGES; k++)
+        i = find_block(pageblock_order, k);     /* not the reserve's */
+    char *pb = blk[i];
+    release_block(i);
+    /* 3/4 of a pageblock and a bit: a run of an order below the pageblock's,
+     * its last pages given back as small free blocks */
+    size_t run_pages = pageblock_nr_pages / 2 - pageblock_nr_pages / 8 + 3;
+    char *run = bm_malloc(run_pages * BM_PAGE_SIZE);
+    cr_assert(inside(run, pb, pageblock_order), "the run comes from the freed pageblock");
+    cr_assert_eq(pb_type_of(run), MIGRATE_LARGE, "claimed whole by LARGE");
+    assert_heap_ok();
+
+    /* SLAB has nothing: its first request claims the run's pageblock (half
+     * of it is free), and every free block of the pageblock must follow. */
+    struct bm_zone_stats before = zone0();
+    void *s[1 << 13];
+    int ns = 0;
+    void *p;
+    while ((p = bm_alloc_pages(0, BM_GFP_SLAB | BM_GFP_NOPCP))) {
+        cr_assert(inside(p, pb, pageblock_order), "SLAB pages from the claimed pageblock");
+        cr_assert_lt(ns, 1 << 13);
+        s[ns++] = p;
+    }
+    struct bm_zone_stats after = zone0();
+    cr_assert_eq(after.claimed[MIGRATE_SLAB], before.claimed[MIGRATE_SLAB] + 1);
+    cr_assert_eq(pb_type_of(run), MIGRATE_SLAB);
+    /* (the thread's heap may have taken a page of the pageblock first) */
+    cr_assert_eq((unsigned long)ns, before.free_pages, "every free page: %d of %lu", ns,
+                 before.free_pages);
+    cr_assert_geq((size_t)ns, pageblock_nr_pages - run_pages - 1);
+    assert_heap_ok();
+
+    /* Freed again, the tail merges back with its neighbours on SLAB's
+     * lists, and the run's own pages once it is freed too. */
+    for (int k = 0; k < ns; k++)
+        bm_free_pages(s[k], 0);
+    assert_heap_ok();
+    bm_free(run);
+    assert_heap_ok();
+    cr_assert_eq(zone0().free_pages, before.free_pages + run_pages, "every page is back");
+}
