@@ -15,6 +15,7 @@
 #include "large.h"
 #include "slab.h"
 
+/* Pages for n bytes; n <= PTRDIFF_MAX (every caller checks), so no wrap. */
 #define PAGES(n) (((n) + BM_PAGE_SIZE - 1) >> BM_PAGE_SHIFT)
 
 /* Anything above the slab classes, or aligned beyond them. */
@@ -173,6 +174,10 @@ void *bm_realloc_fn(void *p, size_t n, const char *fn)
     struct bm_page *d;
     size_t usable;
     enum kind k = classify(p, fn, &d, &usable);
+    if (unlikely(n > PTRDIFF_MAX)) {    /* as glibc: no object is that large, */
+        errno = ENOMEM;                 /* and PAGES(n) below would wrap */
+        return NULL;
+    }
     if (BM_VG_RUNNING())
         return realloc_vg(p, n, fn, k, usable);
     switch (k) {
@@ -221,10 +226,8 @@ void *bm_realloc_fn(void *p, size_t n, const char *fn)
 /* align is a power of two. */
 void *bm_memalign_impl(size_t align, size_t size)
 {
-    if (align <= 8)
+    if (align <= 16)                    /* every block is 16-aligned */
         return bm_malloc_inline(size);
-    if (align == 16)                    /* the 8-byte class is only 8-aligned */
-        return bm_malloc_inline(size < 16 ? 16 : size);
     if (size <= BM_SLAB_MAX && align <= BM_SLAB_MAX) {
         /* a class whose size is a multiple of align: its blocks are aligned,
          * slabs being aligned to at least their block size. The class table
@@ -308,7 +311,8 @@ void bm_free_sized_fn(void *p, size_t size, const char *fn, bool strict)
         if (k == K_SLAB)
             ok = size <= BM_SLAB_MAX && bm_size_to_class(size) == d->slab.cls;
         else            /* a run or mapping is the request rounded up to pages */
-            ok = size > BM_SLAB_MAX && PAGES(size) == usable >> BM_PAGE_SHIFT;
+            ok = size > BM_SLAB_MAX && size <= PTRDIFF_MAX &&
+                 PAGES(size) == usable >> BM_PAGE_SHIFT;
     }
     if (!ok)
         bm_sized_mismatch(p, size, fn);

@@ -118,28 +118,57 @@ static inline __attribute__((always_inline)) bool slab_block_ok(const struct bm_
     return idx * c->size == off && idx < __atomic_load_n(&s->slab.reserved, __ATOMIC_RELAXED);
 }
 
+/*
+ * The free fast path's block-start test (default hardening). off is a's
+ * offset in its slab; it is a multiple of the class size exactly when
+ * off * ceil(2^32 / size) has its low 32 bits below that magic, and then
+ * its high bits are the block index, which must be below the carved count.
+ * Exact for every class and offset below the largest slab (test_arith
+ * checks it). A multiply and two compares: a pointer inside a block (p + 8
+ * of a 64-byte block) or never handed out fails, and bm_free_local
+ * reports it. The magic comes from the heap's copy (h->magic).
+ */
+static inline __attribute__((always_inline)) bool slab_block_start(const struct bm_heap *h,
+                                                                   const struct bm_page *s,
+                                                                   uint32_t off, unsigned cls)
+{
+#if BM_HARDEN_LINKS
+    uint32_t magic = h->magic[cls];
+    uint64_t prod = (uint64_t)off * magic;
+    return (uint32_t)prod < magic &&
+           (prod >> 32) < __atomic_load_n(&s->slab.reserved, __ATOMIC_RELAXED);
+#else
+    (void)h, (void)s, (void)off, (void)cls;
+    return true;
+#endif
+}
+
 /* The slab p lies in, or NULL for everything free handles out of line:
  * NULL, huge and foreign pointers (outside every region), runs of pages and
- * bad pointers. */
-static inline __attribute__((always_inline)) struct bm_page *bm_slab_of(const void *p)
+ * bad pointers. *off: p's offset in the slab (its page's distance from the
+ * head, and its place in the page). */
+static inline __attribute__((always_inline)) struct bm_page *bm_slab_of(const void *p,
+                                                                       uint32_t *off)
 {
     uintptr_t a = (uintptr_t)p;
     if (unlikely(!bm_addr_in_region(a)))
         return NULL;
     struct bm_page *s = addr_to_page(a);
-    s -= s->head_off;               /* a multi-page slab's head, branch-free */
+    unsigned back = s->head_off;
+    s -= back;                      /* a multi-page slab's head, branch-free */
+    *off = (uint32_t)((back << BM_PAGE_SHIFT) | (a & (BM_PAGE_SIZE - 1)));
     return likely(page_flags(s) & PG_slab) ? s : NULL;
 }
 
 static inline __attribute__((always_inline)) void bm_free_to_slab(struct bm_page *s, void *p,
-                                                                  const char *fn)
+                                                                  uint32_t off, const char *fn)
 {
     struct bm_heap *h = bm_tls_heap;
-    /* Not checked here (18 instructions): that p is a block start; every
-     * other path checks it (docs/malloc.md). Checked: the slab is this
-     * thread's (on the full queue or not), p is not the block freed last,
-     * and p's first word does not decode as a free-list link (a block
-     * already free: bm_free_local looks for it on the lists). The block goes to the class's bin
+    /* Checked: the slab is this thread's (on the full queue or not), p is
+     * a block start of it (slab_block_start), p is not the block freed
+     * last, and p's first word does not decode as a free-list link (a block
+     * already free: bm_free_local looks for it on the lists and reports
+     * what is wrong). The block goes to the class's bin
      * while it has room; the slab still counts it as used until the bin
      * gives it back. A full bin gives all its blocks back to their slabs
      * and starts again with this one (bm_free_local), so the bin holds the
@@ -151,8 +180,8 @@ static inline __attribute__((always_inline)) void bm_free_to_slab(struct bm_page
     if (likely((atomic_load_explicit(&s->slab.heap, memory_order_relaxed) & ~SLAB_FULL) ==
                (uintptr_t)h)) {
         uintptr_t k = bm_link_slot_key(p);
-        if (likely(p != (top = h->bin[cls]) && h->bin_n[cls] < BIN_MAX &&
-                   !bm_link_looks_free_k(p, k))) {
+        if (likely(slab_block_start(h, s, off, cls) && p != (top = h->bin[cls]) &&
+                   h->bin_n[cls] < BIN_MAX && !bm_link_looks_free_k(p, k))) {
             bm_link_set_k(p, top, k);
             h->bin[cls] = p;
             h->bin_n[cls]++;
@@ -167,12 +196,13 @@ static inline __attribute__((always_inline)) void bm_free_to_slab(struct bm_page
 
 static inline __attribute__((always_inline)) void bm_free_inline(void *p, const char *fn)
 {
-    struct bm_page *s = bm_slab_of(p);
+    uint32_t off;
+    struct bm_page *s = bm_slab_of(p, &off);
     if (unlikely(!s)) {
         bm_free_other(p, fn);
         return;
     }
-    bm_free_to_slab(s, p, fn);
+    bm_free_to_slab(s, p, off, fn);
 }
 
 BM_COLD __attribute__((noreturn)) void bm_sized_mismatch(void *p, size_t size, const char *fn);
@@ -186,10 +216,11 @@ static inline __attribute__((always_inline)) void bm_free_sized_inline(void *p, 
                                                                        const char *fn)
 {
     struct bm_page *s;
-    if (likely(size <= BM_SLAB_MAX && (s = bm_slab_of(p)))) {
+    uint32_t off;
+    if (likely(size <= BM_SLAB_MAX && (s = bm_slab_of(p, &off)))) {
         if (unlikely(bm_size_to_class(size) != s->slab.cls))
             bm_sized_mismatch(p, size, fn);
-        bm_free_to_slab(s, p, fn);
+        bm_free_to_slab(s, p, off, fn);
         return;
     }
     bm_free_sized_fn(p, size, fn, true);

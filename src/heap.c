@@ -53,6 +53,7 @@ static void heap_reset(struct bm_heap *h)
         h->cur[c] = &bm_slab_empty;
         h->bin[c] = NULL;
         h->bin_n[c] = bm_bin_empty_n();
+        h->magic[c] = bm_classes[c].magic;
         h->nalloc[c] = h->nfree[c] = 0;
         h->slab_net[c] = 0;
         list_init(&h->q[c].partial);

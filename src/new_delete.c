@@ -28,7 +28,7 @@ extern void _ZSt17__throw_bad_allocv(void) __attribute__((weak, noreturn));
 
 static inline void *new_try(size_t size, size_t align)
 {
-    if (align <= 16 && size > 8)            /* every class above 8 is 16-aligned */
+    if (align <= 16)                        /* every block is 16-aligned */
         return bm_malloc_inline(size);
     return bm_aligned_impl(align, size);
 }

@@ -1,12 +1,14 @@
 /*
  * size_class.h - the small-object size classes and their slab geometry.
  *
- *   8, 16, 32, 48, ..., 128         (16-byte steps; 8 only for requests <= 8)
+ *   16, 32, 48, ..., 128            (16-byte steps)
  *   then four classes per doubling: 160 192 224 256, 320 ... 512, ...,
  *   20480 24576 28672 32768          (BM_SLAB_MAX)
  *
- * 41 classes. Every class size above 8 is a multiple of 16, so every block
- * is 16-byte aligned; a class 2^k is 2^k-aligned (memalign uses that).
+ * 40 classes. Every class size is a multiple of 16, so every block is
+ * 16-byte aligned, as glibc's are (alignof(max_align_t)): programs and
+ * compilers may rely on it even for malloc(1). A class 2^k is 2^k-aligned
+ * (memalign uses that).
  */
 #ifndef BM_SIZE_CLASS_H
 #define BM_SIZE_CLASS_H
@@ -14,7 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define BM_NR_CLASSES   41
+#define BM_NR_CLASSES   40
 #define BM_SLAB_MAX     32768u
 #define BM_SMALL_LOOKUP 1024u      /* sizes up to this use the byte table */
 
@@ -38,7 +40,7 @@ static inline unsigned bm_size_to_class(size_t size)
         return bm_class_lookup[(size + 7) >> 3];
     size_t s1 = size - 1;
     unsigned k = 63u - (unsigned)__builtin_clzl(s1);
-    return 9 + (k - 7) * 4 + (unsigned)((s1 >> (k - 2)) - 4);
+    return 8 + (k - 7) * 4 + (unsigned)((s1 >> (k - 2)) - 4);
 }
 
 #endif

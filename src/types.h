@@ -316,6 +316,9 @@ struct bm_heap {
     uint32_t bin_n[BM_NR_CLASSES];  /* blocks in the bin; BIN_MAX while the
                                      * bin is empty with bins off (harden=
                                      * secure): every free leaves the fast path */
+    /* bm_classes[c].magic, copied here for the free fast path's
+     * block-start test (alloc.h): one load from a line it reads anyway */
+    uint32_t magic[BM_NR_CLASSES];
     uint64_t nalloc[BM_NR_CLASSES]; /* blocks this thread allocated         */
     uint64_t nfree[BM_NR_CLASSES];  /* blocks this thread freed, any owner   */
     uint64_t large_nalloc, large_nfree;  /* runs of pages, as the two above */

@@ -98,6 +98,7 @@ int main()
     ::operator delete(s3, 10 << 20);
 
     // failure: bad_alloc, nothrow NULL, the handler first
+    std::string err;
     bool threw = false;
     try {
         void *p = ::operator new(size_t(1) << 62);
@@ -117,6 +118,71 @@ int main()
     }
     CHECK(threw && handler_calls == 1, "the new-handler ran once (%d), then bad_alloc", handler_calls);
 
+    // sizes near SIZE_MAX (issue 14): every form fails cleanly, none wraps
+    // around to a small block
+    const size_t huge_sizes[] = {SIZE_MAX, SIZE_MAX - 1, SIZE_MAX - 4095, SIZE_MAX - 4096,
+                                 size_t(PTRDIFF_MAX) + 1, size_t(PTRDIFF_MAX)};
+    for (size_t n : huge_sizes) {
+        threw = false;
+        try {
+            void *p = ::operator new[](n);
+            ::operator delete[](p);
+        } catch (const std::bad_alloc &) {
+            threw = true;
+        }
+        CHECK(threw, "operator new[](%zu) throws std::bad_alloc", n);
+        CHECK(::operator new[](n, std::nothrow) == nullptr, "nothrow new[](%zu) is null", n);
+        threw = false;
+        try {
+            void *p = ::operator new(n, std::align_val_t(64));
+            ::operator delete(p, std::align_val_t(64));
+        } catch (const std::bad_alloc &) {
+            threw = true;
+        }
+        CHECK(threw, "aligned new(%zu, 64) throws std::bad_alloc", n);
+        CHECK(::operator new[](n, std::align_val_t(4096), std::nothrow) == nullptr,
+              "aligned nothrow new[](%zu, 4096) is null", n);
+    }
+    for (int shift : {47, 62, 63}) {
+        size_t al = size_t(1) << shift;
+        CHECK(::operator new(100, std::align_val_t(al), std::nothrow) == nullptr,
+              "nothrow new(100) aligned to 2^%d is null", shift);
+    }
+    // a sized delete with a size near SIZE_MAX is a wrong size, reported
+    for (size_t n : {SIZE_MAX, SIZE_MAX - 4095, size_t(PTRDIFF_MAX) + 1}) {
+        static size_t bad;
+        bad = n;
+        err = dies_with([] {
+            void *p = ::operator new(100000);
+            ::operator delete(p, bad);
+        });
+        CHECK(err.find("operator delete(0x") != std::string::npos &&
+                  err.find("wrong sized free") != std::string::npos,
+              "sized delete of %zu for a run: %s", n, err.c_str());
+        err = dies_with([] {
+            void *p = ::operator new[](48);
+            ::operator delete[](p, bad);
+        });
+        CHECK(err.find("operator delete[](0x") != std::string::npos &&
+                  err.find("wrong sized free") != std::string::npos,
+              "sized delete[] of %zu for 48 bytes: %s", n, err.c_str());
+        err = dies_with([] {
+            void *p = ::operator new(64, std::align_val_t(64));
+            ::operator delete(p, bad, std::align_val_t(64));
+        });
+        CHECK(err.find("operator delete(0x") != std::string::npos,
+              "aligned sized delete of %zu: %s", n, err.c_str());
+    }
+
+    // every block is 16-aligned, new char[1] included
+    size_t misaligned = 0;
+    for (size_t n = 1; n <= 1024; n++) {
+        char *c = new char[n];
+        misaligned += (reinterpret_cast<uintptr_t>(c) & 15) != 0;
+        delete[] c;
+    }
+    CHECK(misaligned == 0, "new char[1..1024]: %zu blocks not 16-aligned", misaligned);
+
     // the STL at work
     before = small_allocs();
     std::map<std::string, std::vector<int>> m;
@@ -132,7 +198,7 @@ int main()
     m.clear();
 
     // wrong sized delete: reported with the function and the address
-    std::string err = dies_with([] {
+    err = dies_with([] {
         int *p = new int[10];
         ::operator delete[](p, 200);
     });
