@@ -42,7 +42,9 @@ static void zones_fork(enum bm_fork_step step)
                 for (int c = 0; c < bm_g.nr_cpus; c++)
                     bm_fork_spin(&z->pcp[c].lock, step);
             bm_fork_mutex(&z->lock, step);
+            bm_fork_mutex(&z->room_lock, step);
         } else {
+            bm_fork_mutex(&z->room_lock, step);
             bm_fork_mutex(&z->lock, step);
             if (z->pcp)
                 for (int c = 0; c < bm_g.nr_cpus; c++)

@@ -188,7 +188,22 @@ static size_t slot_of(uintptr_t a, size_t cap)
     return (size_t)(((a >> 12) * 0x9e3779b97f4a7c15ull) >> 20) & (cap - 1);
 }
 
-/* Grow (or first create) the table. Lock held. */
+/*
+ * The table's size for `live` entries: a power of two, at least 1024, at
+ * most a quarter full after the rehash, so that at least a quarter of it
+ * is inserted before the next one (amortised O(1) per insert). It follows
+ * the live entries, not the allocations ever made: a rehash that only
+ * drops tombstones keeps the size, or shrinks it.
+ */
+static size_t huge_cap_for(size_t live)
+{
+    size_t cap = 1024;
+    while (cap < (live + 1) * 4)
+        cap *= 2;
+    return cap;
+}
+
+/* Rebuild the table at cap slots, without its tombstones. Lock held. */
 static bool huge_rehash(size_t cap)
 {
     struct huge_entry *t = bm_os_map(cap * sizeof *t, 0);
@@ -269,7 +284,7 @@ void *bm_huge_alloc(size_t size, size_t align)
     }
     huge_place((void *)a, len);
     bm_mutex_lock(&huge.lock);
-    if ((huge.used + 1) * 2 > huge.cap && !huge_rehash(huge.cap ? huge.cap * 2 : 1024)) {
+    if ((huge.used + 1) * 2 > huge.cap && !huge_rehash(huge_cap_for(huge.live + 1))) {
         bm_mutex_unlock(&huge.lock);
         munmap((void *)a, len);
         errno = ENOMEM;
@@ -366,6 +381,14 @@ bool bm_huge_stats_try(uint64_t *allocs, uint64_t *frees, uint64_t *live, uint64
     *bytes = huge.bytes;
     bm_mutex_unlock(&huge.lock);
     return true;
+}
+
+size_t bm_huge_table_slots(void)
+{
+    bm_mutex_lock(&huge.lock);
+    size_t n = huge.cap;
+    bm_mutex_unlock(&huge.lock);
+    return n;
 }
 
 void bm_huge_stats(uint64_t *allocs, uint64_t *frees, uint64_t *live, uint64_t *bytes)

@@ -24,6 +24,7 @@ bool bm_huge_free(void *p);
 size_t bm_huge_usable(const void *p);        /* 0: not a huge allocation */
 void *bm_huge_realloc(void *p, size_t size);
 void bm_huge_fork_lock(enum bm_fork_step step);
+size_t bm_huge_table_slots(void);     /* the huge table's size (tests) */
 void bm_huge_stats(uint64_t *allocs, uint64_t *frees, uint64_t *live, uint64_t *bytes);
 bool bm_huge_stats_try(uint64_t *allocs, uint64_t *frees, uint64_t *live, uint64_t *bytes,
                        bool (*trylock)(bm_mutex_t *));

@@ -14,7 +14,6 @@
 #include "internal.h"
 #include "size_class.h"
 
-#define BM_SLAB_MAX_ORDER 5
 
 struct bm_class bm_classes[BM_NR_CLASSES];
 

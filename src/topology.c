@@ -427,17 +427,25 @@ bool bm_node_has_room(int n)
     if (!bm_g.topo.watch_memory)
         return true;
     struct bm_zone *z = &bm_g.zones[n];
+    /* The room_* fields have a lock of their own: the huge path asks
+     * without any zone lock, rmqueue with its zone's lock held (a leaf
+     * lock, after the zone's; fork takes it too). O(1); a read of
+     * /proc/zoneinfo at most every 100 ms or when the margin may be gone. */
+    bm_mutex_lock(&z->room_lock);
+    bool room = true;
     uint64_t now = bm_now_ns();
     if (now - z->room_ns < 100000000 && z->room_pages > 2 * z->room_mark + MAX_ORDER_NR_PAGES) {
         z->room_pages -= MAX_ORDER_NR_PAGES;    /* this block's, at most */
-        return true;
+    } else {
+        unsigned long managed;
+        long avail = node_avail_pages(n, &managed);
+        if (avail >= 0) {
+            z->room_ns = now;
+            z->room_pages = (unsigned long)avail;
+            z->room_mark = managed / 64 > 1024 ? managed / 64 : 1024;
+            room = z->room_pages > z->room_mark;
+        }
     }
-    unsigned long managed;
-    long avail = node_avail_pages(n, &managed);
-    if (avail < 0)
-        return true;
-    z->room_ns = now;
-    z->room_pages = (unsigned long)avail;
-    z->room_mark = managed / 64 > 1024 ? managed / 64 : 1024;
-    return z->room_pages > z->room_mark;
+    bm_mutex_unlock(&z->room_lock);
+    return room;
 }

@@ -54,8 +54,12 @@
     ((((REGION_MEMMAP_BYTES + BM_PAGE_SIZE - 1) >> BM_PAGE_SHIFT) +           \
       MAX_ORDER_NR_PAGES - 1) & ~(MAX_ORDER_NR_PAGES - 1))
 
-_Static_assert(MAX_ORDER - 1 - pageblock_order <= 7,
-               "a max-order block spans at most 128 pageblocks");
+/* The largest slab (four 32 KiB blocks) is order 5 (size_class.c). */
+#define BM_SLAB_MAX_ORDER    5
+_Static_assert(BM_SLAB_MAX_ORDER <= MAX_ORDER - 1,
+               "max_order must be at least 6: the 32 KiB class needs order-5 slabs");
+_Static_assert(pageblock_order <= MAX_ORDER - 1, "a pageblock is at most a max-order block");
+_Static_assert(PCP_MAX_ORDER <= MAX_ORDER - 1, "pageset orders are buddy orders");
 
 /* User space addresses on x86_64 are below 2^47 (the kernel never returns a
  * higher one to an mmap without a hint above it). */
@@ -184,6 +188,8 @@ struct bm_region {
 };
 _Static_assert(sizeof(struct bm_region) <= REGION_FIRST_PAGE * sizeof(struct bm_page),
                "region header must fit in the mem_map's unused descriptors");
+_Static_assert(REGION_FIRST_PAGE + MAX_ORDER_NR_PAGES <= REGION_PAGES,
+               "a region holds its mem_map and at least one max-order block");
 
 /* ---- locks ----------------------------------------------------------- */
 
@@ -263,7 +269,9 @@ struct bm_zone {
     struct bm_zone_counters c;
     bool present;                   /* a zone of the policy (has regions or
                                      * may get them)                        */
-    /* the node's memory as last read (topology.c: bm_node_has_room) */
+    /* the node's memory as last read (topology.c: bm_node_has_room),
+     * under room_lock */
+    bm_mutex_t room_lock;
     uint64_t room_ns;
     unsigned long room_pages, room_mark;
     /* counted without the zone lock, by other zones' walks and by the

@@ -2,6 +2,7 @@
 #include <sys/resource.h>
 
 #include "helpers.h"
+#include "large.h"
 #include "size_class.h"
 
 #define MiB (1024UL * 1024)
@@ -389,4 +390,29 @@ Test(malloc, trim_returns_empty_slabs)
     bm_trim(0);
     bm_class_stats(cls, &cs);
     cr_assert_eq(cs.slabs, 0);
+}
+
+/* The huge table follows the live entries: a process that makes and frees
+ * huge blocks one at a time for ever keeps it at its smallest (a rehash
+ * that only drops tombstones used to double it every time). */
+Test(malloc, huge_table_size_follows_live_blocks)
+{
+    size_t big = (BM_PAGE_SIZE << (MAX_ORDER - 1)) + 1;
+    for (int i = 0; i < 20000; i++) {
+        void *p = bm_malloc(big);
+        cr_assert_not_null(p);
+        bm_free(p);
+    }
+    cr_assert_eq(bm_huge_table_slots(), 1024, "slots: %zu", bm_huge_table_slots());
+    /* and grows with what is live: 1,000 at once; then no further */
+    static void *live[1000];
+    for (int i = 0; i < 1000; i++)
+        cr_assert_not_null(live[i] = bm_malloc(big));
+    cr_assert_geq(bm_huge_table_slots(), 4000);
+    for (int i = 0; i < 1000; i++)
+        bm_free(live[i]);
+    for (int i = 0; i < 20000; i++)
+        bm_free(bm_malloc(big));
+    cr_assert_leq(bm_huge_table_slots(), 4096, "does not grow: %zu", bm_huge_table_slots());
+    assert_heap_ok();
 }
