@@ -11,6 +11,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -64,6 +65,24 @@ static inline struct bm_zone_stats zone0(void)
     struct bm_zone_stats s;
     cr_assert_eq(bm_zone_stats(0, &s), 0);
     return s;
+}
+
+/* Bytes of [p, p + len) that are resident, by mincore: what the kernel
+ * maps for those pages, whatever it counts elsewhere (a sanitizer's shadow
+ * memory, the zero page on kernels that do or do not map it on a read). */
+static inline size_t resident_bytes(const void *p, size_t len)
+{
+    uintptr_t a = (uintptr_t)p & ~(uintptr_t)(BM_PAGE_SIZE - 1);
+    size_t n = ((uintptr_t)p + len - a + BM_PAGE_SIZE - 1) / BM_PAGE_SIZE, res = 0;
+    unsigned char vec[256];
+    for (size_t i = 0; i < n; i += sizeof vec) {
+        size_t k = n - i < sizeof vec ? n - i : sizeof vec;
+        cr_assert_eq(mincore((void *)(a + i * BM_PAGE_SIZE), k * BM_PAGE_SIZE, vec), 0,
+                     "mincore: %s", strerror(errno));
+        for (size_t j = 0; j < k; j++)
+            res += vec[j] & 1;
+    }
+    return res * BM_PAGE_SIZE;
 }
 
 /* Resident set of this process in bytes, from /proc/self/statm. */

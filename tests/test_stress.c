@@ -10,6 +10,10 @@
 static _Atomic(uintptr_t) shared[SLOTS];
 static _Atomic uint64_t serial;
 static unsigned big_every;      /* 1 in big_every allocations is a pageblock */
+/* Operations per thread: the work is fixed, and the timeouts below only
+ * catch a hang (10x what the slowest machine seen needed), never decide a
+ * pass by the machine's speed. */
+static int ops_per_thread = 100000;
 
 struct stamp { uint64_t block; uint64_t serial; uint32_t order; uint32_t page; };
 
@@ -42,7 +46,7 @@ static void verify_block(char *p, unsigned order)
 static void *worker(void *arg)
 {
     uint64_t seed = 0x2545F4914F6CDD1Dull * ((uintptr_t)arg + 1);
-    int ops = 100000;
+    int ops = ops_per_thread;
     for (int i = 0; i < ops; i++) {
         unsigned k = (unsigned)(xorshift(&seed) % SLOTS);
         uintptr_t v = atomic_exchange(&shared[k], 0);
@@ -98,14 +102,14 @@ static void run(int nthreads)
                      nthreads);
 }
 
-Test(stress, threads_2, .timeout = 120) { run(2); }
-Test(stress, threads_4, .timeout = 120) { run(4); }
-Test(stress, threads_8, .timeout = 120) { run(8); }
-Test(stress, threads_16, .timeout = 120) { run(16); }
+Test(stress, threads_2, .timeout = 600) { run(2); }
+Test(stress, threads_4, .timeout = 600) { run(4); }
+Test(stress, threads_8, .timeout = 600) { run(8); }
+Test(stress, threads_16, .timeout = 600) { run(16); }
 
 /* Small watermarks make refills and drains constant: the zone path and the
  * pagesets interleave all the time. */
-Test(stress, threads_16_small_pagesets, .timeout = 120)
+Test(stress, threads_16_small_pagesets, .timeout = 600)
 {
     bm_test_options("pcp_batch=2,pcp_high=6");
     run(16);
@@ -113,10 +117,13 @@ Test(stress, threads_16_small_pagesets, .timeout = 120)
 
 /* Release on every free: madvise with the zone unlocked races with frees
  * and allocations of neighbouring blocks. */
-Test(stress, threads_8_eager_release, .timeout = 120)
+Test(stress, threads_8_eager_release, .timeout = 600)
 {
+    /* A madvise on nearly every free: the costly part (106 s for 100,000
+     * operations a thread on a machine where madvise is slow), so fewer. */
     bm_test_options("release_threshold=0,release_delay_ms=0");
     big_every = 64;
+    ops_per_thread = 25000;
     run(8);
     cr_assert_gt(zone0().released_pages, 0, "memory was released during the run");
 }
