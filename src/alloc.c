@@ -73,7 +73,7 @@ enum kind { K_SLAB, K_LARGE, K_HUGE };
 static enum kind classify(void *p, const char *fn, struct bm_page **pd, size_t *usable)
 {
     uintptr_t a = (uintptr_t)p;
-    if (bm_addr_in_region(a)) {
+    if (bm_addr_mapped(a)) {
         struct bm_page *d = addr_to_page(a);
         if ((a & REGION_MASK) >> BM_PAGE_SHIFT < REGION_FIRST_PAGE)
             bm_fatal_bad_pointer(fn, p, "invalid pointer (allocator metadata)");
@@ -112,7 +112,7 @@ BM_COLD void bm_free_other(void *p, const char *fn)
     if (!p)
         return;
     uintptr_t a = (uintptr_t)p;
-    if (bm_addr_in_region(a)) {
+    if (bm_addr_mapped(a)) {
         struct bm_page *d;
         size_t usable;
         enum kind k = classify(p, fn, &d, &usable);

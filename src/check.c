@@ -270,16 +270,22 @@ static void check_regions(struct ck *c, struct bm_zone *z, struct counts *walk)
             fail(c, "region header damaged or not in the region map", NULL, r->base, 0);
             continue;
         }
-        if (r->fresh_next < REGION_FIRST_PAGE || r->fresh_next > REGION_PAGES ||
+        if (r->end <= REGION_FIRST_PAGE || r->end > REGION_PAGES ||
+            (r->end & (MAX_ORDER_NR_PAGES - 1))) {
+            fail(c, "region mapped end out of range", NULL, r->end, 0);
+            continue;
+        }
+        if (r->fresh_next < REGION_FIRST_PAGE || r->fresh_next > r->end ||
             (r->fresh_next & (MAX_ORDER_NR_PAGES - 1))) {
             fail(c, "region fresh boundary out of range", NULL, r->fresh_next, 0);
             continue;
         }
-        managed += REGION_PAGES - REGION_FIRST_PAGE;
-        fresh += (REGION_PAGES - r->fresh_next) / MAX_ORDER_NR_PAGES;
-        if (r->fresh_next < REGION_PAGES)
+        managed += r->end - REGION_FIRST_PAGE;
+        fresh += (r->end - r->fresh_next) / MAX_ORDER_NR_PAGES;
+        if (r->fresh_next < r->end)
             fresh_seen = true;
-        for (unsigned long pb = REGION_FIRST_PAGE >> pageblock_order; pb < REGION_PAGEBLOCKS; pb++) {
+        for (unsigned long pb = REGION_FIRST_PAGE >> pageblock_order;
+             pb < r->end >> pageblock_order; pb++) {
             if (r->pb_mt[pb] >= MIGRATE_TYPES)
                 fail(c, "pageblock has no valid migrate type", NULL, pb, r->pb_mt[pb]);
         }

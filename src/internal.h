@@ -178,6 +178,20 @@ static inline bool bm_addr_in_region(uintptr_t a)
     return atomic_load_explicit(&bm_region_map[slot], memory_order_relaxed);
 }
 
+/* Is a in the mapped part of a region of ours? Under an address-space limit
+ * a region maps only a prefix of its slot (region.c), and another mapping
+ * may lie in the rest, where a's descriptor (mapped with the whole mem_map)
+ * is still zero. For the slow paths that must tell such a pointer apart
+ * (a huge block, a foreign pointer) or that would read memory at a; the
+ * fast paths need not: a zero descriptor already sends them out of line.
+ * O(1). */
+static inline bool bm_addr_mapped(uintptr_t a)
+{
+    return bm_addr_in_region(a) &&
+           ((a & REGION_MASK) >> BM_PAGE_SHIFT) <
+               __atomic_load_n(&region_of_addr(a)->end, __ATOMIC_RELAXED);
+}
+
 static inline struct bm_page *region_mem_map(struct bm_region *r)
 {
     return (struct bm_page *)r;
@@ -262,6 +276,7 @@ static inline int bm_zone_now(void) { return bm_cpu_zone(bm_cpu()); }
  * count as "mmap". Each returns what the system call does. */
 enum bm_fault_kind { BM_FAULT_MMAP, BM_FAULT_MADVISE, BM_FAULT_MPROTECT, BM_FAULT_KINDS };
 void *bm_os_map(size_t len, int extra_flags);
+void *bm_os_map_at(void *addr, size_t len, int extra_flags);   /* addr: a hint or fixed */
 void *bm_os_remap(void *old, size_t old_len, size_t len);
 int bm_os_advise(void *p, size_t len, int advice);
 int bm_os_protect(void *p, size_t len, bool none);   /* PROT_NONE, or back to read-write */

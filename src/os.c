@@ -180,15 +180,17 @@ static bool fault_now(enum bm_fault_kind k)
     return n >= atomic_load(&faults[k].from) && n < until;
 }
 
-void *bm_os_map(size_t len, int extra_flags)
+void *bm_os_map_at(void *addr, size_t len, int extra_flags)
 {
     if (fault_now(BM_FAULT_MMAP)) {
         errno = ENOMEM;
         return MAP_FAILED;
     }
-    return mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | extra_flags, -1,
+    return mmap(addr, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | extra_flags, -1,
                 0);
 }
+
+void *bm_os_map(size_t len, int extra_flags) { return bm_os_map_at(NULL, len, extra_flags); }
 
 void *bm_os_remap(void *old, size_t old_len, size_t len)
 {

@@ -507,7 +507,7 @@ static bool list_has(const void *head, const void *p, unsigned limit)
     for (const void *b = head; b && limit; b = bm_link_peek(b), limit--) {
         if (b == p)
             return true;
-        if (!bm_addr_in_region((uintptr_t)b))
+        if (!bm_addr_mapped((uintptr_t)b))
             return false;
     }
     return false;

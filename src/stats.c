@@ -93,9 +93,9 @@ static void zone_lists(const struct bm_zone *z, struct bm_zone_stats *s)
     /* Fresh blocks are free max-order blocks of their pageblocks' type. */
     for (struct bm_region *r = z->regions; r; r = r->next) {
         for (unsigned long pb = REGION_FIRST_PAGE >> pageblock_order;
-             pb < REGION_PAGEBLOCKS; pb++)
+             pb < r->end >> pageblock_order; pb++)
             s->pageblocks[r->pb_mt[pb]]++;
-        for (unsigned long i = r->fresh_next; i < REGION_PAGES; i += MAX_ORDER_NR_PAGES)
+        for (unsigned long i = r->fresh_next; i < r->end; i += MAX_ORDER_NR_PAGES)
             s->nr_free_type[r->pb_mt[i >> pageblock_order]][MAX_ORDER - 1]++;
     }
 }

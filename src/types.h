@@ -3,10 +3,12 @@
  *
  * The picture (docs/design.md has the long version):
  *
- *   region  : 2^BM_REGION_SHIFT bytes reserved from the OS, aligned to its size.
- *             Its first pages hold the region header and the mem_map: one
- *             struct bm_page (64 bytes) per 4 KiB page of the region, so the
- *             descriptor of any address is  base + ((addr - base) >> 12) * 64.
+ *   region  : 2^BM_REGION_SHIFT bytes of address space aligned to its size
+ *             (a slot), mapped whole, or under an address-space limit as a
+ *             prefix that grows. Its first pages hold the region header and
+ *             the mem_map: one struct bm_page (64 bytes) per 4 KiB page of the
+ *             slot, so the descriptor of any address is
+ *             base + ((addr - base) >> 12) * 64.
  *   zone    : one per NUMA node; owns regions, free_area[BM_MAX_ORDER] with a
  *             free list per migrate type, and one per_cpu_pages per CPU.
  *   pageblock: 2^BM_PAGEBLOCK_ORDER pages; the unit that has a migrate type and
@@ -181,8 +183,13 @@ struct bm_region {
     uintptr_t base;
     uint32_t fresh_next;            /* next page index never handed to the
                                      * buddy (deferred init, a multiple of
-                                     * MAX_ORDER_NR_PAGES); REGION_PAGES when
-                                     * the region is fully carved            */
+                                     * MAX_ORDER_NR_PAGES); end when the
+                                     * region is fully carved                */
+    uint32_t end;                   /* pages mapped from the base, a multiple
+                                     * of MAX_ORDER_NR_PAGES: REGION_PAGES
+                                     * without an address-space limit, else
+                                     * a prefix that only grows (region.c).
+                                     * The mem_map is mapped whole either way. */
     uint32_t index;                 /* creation order, for reports            */
     uint8_t  pb_mt[REGION_PAGEBLOCKS];              /* pageblock migrate type */
 };
