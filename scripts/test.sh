@@ -13,13 +13,15 @@ logs=(build/meson-logs/testlog.json)
 failed_builds=''
 
 # extra_build DIR SUITE "SETUP ARGS" [ENV=VALUE...]: set up DIR once with
-# those meson options, build it, run SUITE there with the environment given.
+# those meson options, build it (only SUITE's programs when TARGETS names
+# them), run SUITE there with the environment given.
 extra_build() {
   local dir=$1 suite=$2 setup=$3
   shift 3
   # shellcheck disable=SC2086  # setup holds several options
   [ -f "$dir/build.ninja" ] || meson setup "$dir" $setup >/dev/null
-  if ninja -C "$dir" >/dev/null; then
+  # shellcheck disable=SC2086  # TARGETS holds several targets
+  if ninja -C "$dir" ${TARGETS:-} >/dev/null; then
     env "$@" meson test -C "$dir" --no-rebuild --print-errorlogs --suite "$suite" || status=1
     logs+=("$dir/meson-logs/testlog.json")
   else
@@ -46,6 +48,21 @@ fi
 if [ $# -eq 0 ] && [ "${VALGRIND:-1}" != 0 ]; then
   extra_build build-valgrind valgrind "-Dvalgrind=enabled"
 fi
+#  - other geometries (GEOMETRY=0 skips them): the suites that assume no
+#    block or region size (meson suite 'geometry'), in a build of 16 MiB
+#    regions and 1 MiB max-order blocks (a few MiB of heap spans many
+#    regions and pageblocks) and in the smallest build meson accepts
+#    (max_order 6: 128 KiB blocks, 2-page pageblocks).
+if [ $# -eq 0 ] && [ "${GEOMETRY:-1}" != 0 ]; then
+  geo_targets=""
+  for t in arith pcp malloc-bad malloc-threads harden live-stats edges; do
+    geo_targets="$geo_targets tests/test-$t"
+  done
+  TARGETS=$geo_targets extra_build build-geo-small geometry \
+    "-Dregion_shift=24 -Dmax_order=9 -Dpcp_max_order=3"
+  TARGETS=$geo_targets extra_build build-geo-min geometry \
+    "-Dmax_order=6 -Dpageblock_order=1"
+fi
 
 FAILED_BUILDS=$failed_builds python3 - "${logs[@]}" <<'PY'
 import json, os, re, sys
@@ -57,7 +74,9 @@ for d in os.environ.get("FAILED_BUILDS", "").split():
 syn = re.compile(r"Synthesis: Tested: (\d+) \| Passing: (\d+) \| Failing: (\d+) \| Crashing: (\d+)")
 plain = re.compile(r"^(\d+) passed, (\d+) failed", re.M)
 for path in sys.argv[1:]:
-  prefix = "asan: " if "build-asan" in path else "valgrind: " if "build-valgrind" in path else ""
+  prefix = ("asan: " if "build-asan" in path else "valgrind: " if "build-valgrind" in path
+            else "geo-small: " if "build-geo-small" in path
+            else "geo-min: " if "build-geo-min" in path else "")
   with open(path) as f:
     for line in f:
         t = json.loads(line)
