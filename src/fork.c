@@ -5,7 +5,8 @@
  * Before fork, every lock of the allocator is taken in one global order
  * (bootstrap, heaps, abandoned slab lists, huge table, pagesets, zones),
  * so no structure behind a lock is half updated when the address space is
- * copied; the parent releases them, the child resets them. Our handlers
+ * copied; the parent releases them, the child resets them. A fork from a
+ * signal handler may find its own thread holding them: see the handlers. Our handlers
  * are registered first (a constructor), so glibc runs our prepare handler
  * last and our child handler first: other libraries' handlers may
  * allocate on both sides.
