@@ -5,7 +5,8 @@
  * Before fork, every lock of the allocator is taken in one global order
  * (bootstrap, heaps, abandoned slab lists, huge table, pagesets, zones),
  * so no structure behind a lock is half updated when the address space is
- * copied; the parent releases them, the child resets them. Our handlers
+ * copied; the parent releases them, the child resets them. A fork from a
+ * signal handler may find its own thread holding them: see the handlers. Our handlers
  * are registered first (a constructor), so glibc runs our prepare handler
  * last and our child handler first: other libraries' handlers may
  * allocate on both sides.
@@ -23,15 +24,82 @@
  * nothing is corrupted.
  */
 #include <pthread.h>
+#include <signal.h>
 #include <string.h>
 
 #include "alloc.h"
 #include "large.h"
 #include "slab.h"
 
-/* ---- the handlers ---------------------------------------------------------- */
+#if BM_HAVE_SINGLE_THREADED         /* bm_config.h */
+#include <sys/single_threaded.h>
+#endif
 
-static int locked_all;          /* prepare took more than the bootstrap lock */
+/* ---- the handlers ---------------------------------------------------------- *
+ *
+ * The prepare handler must never wait for a lock its own thread holds,
+ * which a fork made in a signal handler would do. It takes nothing when:
+ *
+ *  - nested: the signal interrupted this thread's own fork between our
+ *    prepare and our parent or child handler (glibc's tst-mallocfork).
+ *    fork_depth counts this thread's prepares not yet matched; only the
+ *    outermost takes locks, and only its parent handler releases them;
+ *  - inside the allocator: the signal interrupted malloc or free while it
+ *    held, or was taking, a lock (bm_tls_locks, internal.h). The child then
+ *    inherits locks perhaps held in the middle of an update (by this thread,
+ *    or by threads that are gone): it leaves them held and no heap is
+ *    repaired. Its malloc and free work while they need no lock; as POSIX
+ *    asks of the child of a fork in a signal handler, it should call only
+ *    async-signal-safe functions;
+ *  - single-threaded (__libc_single_threaded): nobody else can hold a lock,
+ *    as glibc's own malloc assumes.
+ *
+ * Our handlers run with every signal blocked, so a handler that interrupts
+ * this thread sees all of their work or none of it: never some locks taken
+ * and others not, or a repair half done.
+ *
+ * The child of a fork where nothing was taken resets every lock all the
+ * same unless its thread was inside the allocator: it has no other thread,
+ * and the locks its own outer fork holds guard consistent structures.
+ */
+enum took { TOOK_NOTHING, TOOK_INIT, TOOK_ALL };
+static __thread unsigned fork_depth __attribute__((tls_model("initial-exec")));
+static __thread unsigned char fork_took __attribute__((tls_model("initial-exec")));
+static __thread bool fork_took_stdio __attribute__((tls_model("initial-exec")));
+
+__thread unsigned bm_tls_locks __attribute__((tls_model("initial-exec")));
+
+/*
+ * stdio: glibc's fork takes its lock of the list of streams after every
+ * prepare handler. A thread in fflush(NULL) holds that lock and waits for a
+ * stream's lock, held by a thread in getline that waits in malloc for a lock
+ * our prepare took: a cycle (glibc bug 19431, which glibc's own malloc
+ * avoids by locking last; tst-malloc-fork-deadlock). So our prepare takes
+ * the list lock first. It is recursive: glibc's own take is a second count,
+ * released before our parent handler runs; in the child glibc resets it
+ * before our child handler runs, which therefore leaves it alone. Weak: a C
+ * library without these names goes without.
+ */
+extern void _IO_list_lock(void) __attribute__((weak));
+extern void _IO_list_unlock(void) __attribute__((weak));
+
+static bool single_threaded(void)
+{
+#if BM_HAVE_SINGLE_THREADED
+    return __libc_single_threaded;
+#else
+    return false;
+#endif
+}
+
+static void signals_block(sigset_t *old)
+{
+    sigset_t all;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, old);
+}
+
+static void signals_restore(const sigset_t *old) { pthread_sigmask(SIG_SETMASK, old, NULL); }
 
 static void zones_fork(enum bm_fork_step step)
 {
@@ -53,42 +121,86 @@ static void zones_fork(enum bm_fork_step step)
     }
 }
 
-static void prepare(void)
+/* Every lock but the bootstrap one, in the global order (released or reset
+ * in the other order). */
+static void all_locks(enum bm_fork_step step)
 {
-    bm_init_fork_lock(BM_FORK_PREPARE);
-    if (!atomic_load_explicit(&bm_g.initialised, memory_order_acquire))
-        return;                 /* nothing else exists yet */
-    bm_heaps_fork_lock(BM_FORK_PREPARE);
-    bm_slab_fork_locks(BM_FORK_PREPARE);
-    bm_huge_fork_lock(BM_FORK_PREPARE);
-    zones_fork(BM_FORK_PREPARE);
-    locked_all = 1;
-}
-
-static void release(enum bm_fork_step step)
-{
-    if (locked_all) {
+    if (step == BM_FORK_PREPARE) {
+        bm_heaps_fork_lock(step);
+        bm_slab_fork_locks(step);
+        bm_huge_fork_lock(step);
+        zones_fork(step);
+    } else {
         zones_fork(step);
         bm_huge_fork_lock(step);
         bm_slab_fork_locks(step);
         bm_heaps_fork_lock(step);
     }
-    bm_init_fork_lock(step);
+}
+
+static bool initialised(void)
+{
+    return atomic_load_explicit(&bm_g.initialised, memory_order_acquire);
+}
+
+static void prepare(void)
+{
+    sigset_t old;
+    signals_block(&old);
+    if (fork_depth++ == 0) {
+        fork_took = TOOK_NOTHING;
+        fork_took_stdio = false;
+        if (bm_tls_locks == 0 && !single_threaded()) {
+            if (_IO_list_lock && _IO_list_unlock) {
+                _IO_list_lock();
+                fork_took_stdio = true;
+            }
+            bm_init_fork_lock(BM_FORK_PREPARE);
+            fork_took = TOOK_INIT;
+            if (initialised()) {    /* otherwise nothing else exists yet */
+                all_locks(BM_FORK_PREPARE);
+                fork_took = TOOK_ALL;
+            }
+        }
+    }
+    signals_restore(&old);
 }
 
 static void parent(void)
 {
-    release(BM_FORK_PARENT);
-    locked_all = 0;
+    sigset_t old;
+    signals_block(&old);
+    if (--fork_depth == 0) {
+        if (fork_took == TOOK_ALL)
+            all_locks(BM_FORK_PARENT);
+        if (fork_took != TOOK_NOTHING)
+            bm_init_fork_lock(BM_FORK_PARENT);
+        if (fork_took_stdio)
+            _IO_list_unlock();
+        fork_took = TOOK_NOTHING;
+        fork_took_stdio = false;
+    }
+    signals_restore(&old);
 }
 
 static void child(void)
 {
-    int all = locked_all;
-    release(BM_FORK_CHILD);
-    locked_all = 0;
-    if (all)
-        bm_heaps_after_fork();
+    sigset_t old;
+    signals_block(&old);
+    fork_depth--;
+    if (bm_tls_locks == 0) {
+        bm_init_fork_lock(BM_FORK_CHILD);
+        if (initialised()) {
+            all_locks(BM_FORK_CHILD);
+            bm_heaps_after_fork();
+        }
+    }
+    /* Every lock is reset, or left to what the interrupted code holds: an
+     * outer fork of this thread has nothing left to release in this child,
+     * and the stream list's lock was reset by the C library. */
+    fork_took = TOOK_NOTHING;
+    fork_took_stdio = false;
+    signals_restore(&old);
 }
 
 __attribute__((constructor)) static void fork_register(void)

@@ -50,11 +50,35 @@ static inline void list_del(struct bm_list *n)
  * Pageset lock: only ever try-locked on the hot path; a miss means another
  * thread on this CPU (or one that migrated) holds it, and the caller goes to
  * the zone instead, as the kernel's pcp_spin_trylock does.
+ *
+ * bm_tls_locks counts the locks this thread holds or is about to take, for
+ * fork (fork.c): a fork from a signal handler that interrupted the thread
+ * inside the allocator must not wait for a lock its own thread holds. It is
+ * raised before a lock is tried and lowered after it is released (or the
+ * try missed), with compiler barriers between, so a handler that runs at any
+ * instant never sees it below the locks held. Only the locks' slow and page
+ * paths pay for it: the small-object fast paths take no lock.
  */
+extern __thread unsigned bm_tls_locks __attribute__((tls_model("initial-exec")));
+
+static inline void bm_locks_up(void)
+{
+    bm_tls_locks++;
+    atomic_signal_fence(memory_order_seq_cst);
+}
+
+static inline void bm_locks_down(void)
+{
+    atomic_signal_fence(memory_order_seq_cst);
+    bm_tls_locks--;
+}
+
+/* The raw operations, uncounted: for the fork handlers, whose locks are
+ * accounted for by the fork depth instead (fork.c). */
 void bm_mutex_lock_slow(bm_mutex_t *m);
 void bm_mutex_wake(bm_mutex_t *m);
 
-static inline void bm_mutex_lock(bm_mutex_t *m)
+static inline void bm_mutex_lock_raw(bm_mutex_t *m)
 {
     int c = 0;
     if (likely(atomic_compare_exchange_strong_explicit(
@@ -63,51 +87,90 @@ static inline void bm_mutex_lock(bm_mutex_t *m)
     bm_mutex_lock_slow(m);
 }
 
-static inline void bm_mutex_unlock(bm_mutex_t *m)
+static inline void bm_mutex_unlock_raw(bm_mutex_t *m)
 {
     if (unlikely(atomic_exchange_explicit(&m->v, 0, memory_order_release) == 2))
         bm_mutex_wake(m);
 }
 
-static inline bool bm_mutex_trylock(bm_mutex_t *m)
-{
-    int c = 0;
-    return atomic_load_explicit(&m->v, memory_order_relaxed) == 0 &&
-           atomic_compare_exchange_strong_explicit(&m->v, &c, 1, memory_order_acquire,
-                                                   memory_order_relaxed);
-}
-
-static inline bool bm_spin_trylock(bm_spinlock_t *l)
+static inline bool bm_spin_trylock_raw(bm_spinlock_t *l)
 {
     return atomic_load_explicit(&l->v, memory_order_relaxed) == 0 &&
            atomic_exchange_explicit(&l->v, 1, memory_order_acquire) == 0;
 }
 
-static inline void bm_spin_unlock(bm_spinlock_t *l)
+void bm_spin_lock_slow(bm_spinlock_t *l);
+static inline void bm_spin_lock_raw(bm_spinlock_t *l)
+{
+    if (likely(bm_spin_trylock_raw(l)))
+        return;
+    bm_spin_lock_slow(l);
+}
+
+static inline void bm_spin_unlock_raw(bm_spinlock_t *l)
 {
     atomic_store_explicit(&l->v, 0, memory_order_release);
 }
 
-void bm_spin_lock_slow(bm_spinlock_t *l);
+/* What the allocator uses: the raw operations, counted. */
+static inline void bm_mutex_lock(bm_mutex_t *m)
+{
+    bm_locks_up();
+    bm_mutex_lock_raw(m);
+}
+
+static inline void bm_mutex_unlock(bm_mutex_t *m)
+{
+    bm_mutex_unlock_raw(m);
+    bm_locks_down();
+}
+
+static inline bool bm_mutex_trylock(bm_mutex_t *m)
+{
+    int c = 0;
+    bm_locks_up();
+    if (atomic_load_explicit(&m->v, memory_order_relaxed) == 0 &&
+        atomic_compare_exchange_strong_explicit(&m->v, &c, 1, memory_order_acquire,
+                                                memory_order_relaxed))
+        return true;
+    bm_locks_down();
+    return false;
+}
+
+static inline bool bm_spin_trylock(bm_spinlock_t *l)
+{
+    bm_locks_up();
+    if (bm_spin_trylock_raw(l))
+        return true;
+    bm_locks_down();
+    return false;
+}
+
+static inline void bm_spin_unlock(bm_spinlock_t *l)
+{
+    bm_spin_unlock_raw(l);
+    bm_locks_down();
+}
+
 static inline void bm_spin_lock(bm_spinlock_t *l)
 {
-    if (likely(bm_spin_trylock(l)))
-        return;
-    bm_spin_lock_slow(l);
+    bm_locks_up();
+    bm_spin_lock_raw(l);
 }
 
 /* ---- fork (fork.c) ------------------------------------------------------ *
  * Every lock is taken before fork in one global order (init, heaps,
  * abandoned slabs, huge table, pagesets, zones), released after it in the
- * parent and reset in the child, where no other thread exists.
+ * parent and reset in the child, where no other thread exists; unless the
+ * forking thread is already inside the allocator or inside a fork (fork.c).
  */
 enum bm_fork_step { BM_FORK_PREPARE, BM_FORK_PARENT, BM_FORK_CHILD };
 
 static inline void bm_fork_mutex(bm_mutex_t *m, enum bm_fork_step step)
 {
     switch (step) {
-    case BM_FORK_PREPARE: bm_mutex_lock(m); break;
-    case BM_FORK_PARENT: bm_mutex_unlock(m); break;
+    case BM_FORK_PREPARE: bm_mutex_lock_raw(m); break;
+    case BM_FORK_PARENT: bm_mutex_unlock_raw(m); break;
     case BM_FORK_CHILD: atomic_store_explicit(&m->v, 0, memory_order_relaxed); break;
     }
 }
@@ -115,8 +178,8 @@ static inline void bm_fork_mutex(bm_mutex_t *m, enum bm_fork_step step)
 static inline void bm_fork_spin(bm_spinlock_t *l, enum bm_fork_step step)
 {
     switch (step) {
-    case BM_FORK_PREPARE: bm_spin_lock(l); break;
-    case BM_FORK_PARENT: bm_spin_unlock(l); break;
+    case BM_FORK_PREPARE: bm_spin_lock_raw(l); break;
+    case BM_FORK_PARENT: bm_spin_unlock_raw(l); break;
     case BM_FORK_CHILD: atomic_store_explicit(&l->v, 0, memory_order_relaxed); break;
     }
 }

@@ -49,7 +49,7 @@ void bm_mutex_wake(bm_mutex_t *m)
 void bm_spin_lock_slow(bm_spinlock_t *l)
 {
     for (unsigned i = 0;; i++) {
-        if (bm_spin_trylock(l))
+        if (bm_spin_trylock_raw(l))
             return;
         if (i < 64)
             __builtin_ia32_pause();
