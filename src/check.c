@@ -282,8 +282,12 @@ static void check_regions(struct ck *c, struct bm_zone *z, struct counts *walk)
         }
         managed += r->end - REGION_FIRST_PAGE;
         fresh += (r->end - r->fresh_next) / MAX_ORDER_NR_PAGES;
-        if (r->fresh_next < r->end)
+        if (r->fresh_next < r->end) {
             fresh_seen = true;
+            if (r != z->fresh)
+                fail(c, "a region other than the zone's fresh one has fresh blocks", NULL,
+                     r->index, 0);
+        }
         for (unsigned long pb = REGION_FIRST_PAGE >> pageblock_order;
              pb < r->end >> pageblock_order; pb++) {
             if (r->pb_mt[pb] >= MIGRATE_TYPES)

@@ -12,6 +12,7 @@
  * themselves are recycled through a pool.
  */
 #include <errno.h>
+#include <limits.h>
 #include <pthread.h>
 #include <string.h>
 
@@ -41,6 +42,11 @@ static unsigned long nr_heap_pages;
 _Atomic uint64_t bm_retired_nalloc[BM_NR_CLASSES], bm_retired_nfree[BM_NR_CLASSES];
 
 static void heap_teardown(void *arg);
+
+/* Slabs looked at per queue (and per abandoned list) in a sweep that is not
+ * a trim: O(threads x classes x SWEEP_SCAN) a sweep, whatever the heap's
+ * size; a queue is gone round over several sweeps. */
+#define SWEEP_SCAN 16
 
 void bm_heaps_init(void)
 {
@@ -222,7 +228,7 @@ static void heap_teardown(void *arg)
     /* a good time to look for quiet heaps; abandoned slabs emptied by
      * remote frees go back either way (the sweep does that too) */
     if (!bm_heaps_sweep(NULL, false))
-        bm_slab_reclaim_abandoned();
+        bm_slab_reclaim_abandoned(SWEEP_SCAN);
 }
 
 _Atomic unsigned long bm_fork_heaps_retired, bm_fork_heaps_lost, bm_heaps_swept;
@@ -280,12 +286,12 @@ bool bm_heaps_sweep(struct bm_heap *self, bool all)
             continue;
         bm_alien_flush(h);
         for (unsigned c = 0; c < BM_NR_CLASSES; c++)
-            bm_slab_sweep_class(h, c);
+            bm_slab_sweep_class(h, c, all ? ULONG_MAX : SWEEP_SCAN);
         bm_spin_unlock(&h->lock);
         atomic_fetch_add_explicit(&bm_heaps_swept, 1, memory_order_relaxed);
     }
     bm_mutex_unlock(&heaps_lock);
-    bm_slab_reclaim_abandoned();
+    bm_slab_reclaim_abandoned(all ? ULONG_MAX : SWEEP_SCAN);
     return true;
 }
 
@@ -320,7 +326,7 @@ void bm_heaps_after_fork(void)
             atomic_fetch_add(&bm_fork_heaps_lost, 1);
         }
     }
-    bm_slab_reclaim_abandoned();        /* what the retired heaps left */
+    bm_slab_reclaim_abandoned(ULONG_MAX);   /* what the retired heaps left (fork child) */
 }
 
 /*

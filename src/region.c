@@ -335,12 +335,10 @@ bool bm_carve_fresh(struct bm_zone *z, int mt)
             bm_add_free(z, p, MAX_ORDER - 1, mt, 0, PG_released | PG_zero);   /* untouched */
             return true;
         }
-        /* Regions are carved oldest first; find another with fresh blocks. */
-        struct bm_region *next = NULL;
-        for (struct bm_region *q = z->regions; q; q = q->next)
-            if (q->fresh_next < q->end)
-                next = q;
-        z->fresh = next;
+        /* Only z->fresh ever has fresh blocks (bm_check verifies it): a
+         * region is added, or grows, only when carving found none, so
+         * when it runs dry there is no other to look for. O(1). */
+        z->fresh = NULL;
     }
     return false;
 }

@@ -31,6 +31,7 @@
  * more memory with 256 idle threads.)
  */
 #include <errno.h>
+#include <limits.h>
 #include <string.h>
 
 #include "alloc.h"
@@ -746,12 +747,16 @@ void bm_slab_release_class(struct bm_heap *h, unsigned cls)
  * to the partial queue. The current slab is not touched. Heap lock held
  * (by the owner at bm_trim, or by a thread sweeping a quiet heap).
  */
-void bm_slab_sweep_class(struct bm_heap *h, unsigned cls)
+void bm_slab_sweep_class(struct bm_heap *h, unsigned cls, unsigned long limit)
 {
+    /* At most `limit` slabs of each queue, from its front; those kept go
+     * to the back, so successive bounded sweeps go round the whole queue.
+     * O(limit): a sweep's cost does not grow with the heap (bm_trim's
+     * complete one, limit ULONG_MAX, is linear). */
     struct bm_heap_class *q = &h->q[cls];
     struct bm_list keep;
     list_init(&keep);
-    while (!list_empty(&q->partial)) {
+    for (unsigned long n = q->nr_partial < limit ? q->nr_partial : limit; n--;) {
         struct bm_page *s = lru_slab(q->partial.next);
         list_del(&s->lru);
         slab_collect(s);
@@ -762,7 +767,7 @@ void bm_slab_sweep_class(struct bm_heap *h, unsigned cls)
             list_add_tail(&keep, &s->lru);
         }
     }
-    for (unsigned long n = q->nr_full; n--;) {
+    for (unsigned long n = q->nr_full < limit ? q->nr_full : limit; n--;) {
         struct bm_page *s = lru_slab(q->full.next);
         list_del(&s->lru);
         slab_collect(s);
@@ -798,12 +803,14 @@ void bm_slab_trim_class(struct bm_heap *h, unsigned cls)
             h->cur[cls] = &bm_slab_empty;
         }
     }
-    bm_slab_sweep_class(h, cls);
+    bm_slab_sweep_class(h, cls, ULONG_MAX);
 }
 
 /* Abandoned slabs that remote frees have emptied go back to the pages
- * (thread exit, bm_trim). Returns the number freed. */
-unsigned long bm_slab_reclaim_abandoned(void)
+ * (thread exit, sweeps, bm_trim): at most `limit` looked at per node and
+ * class, from the front, the others rotated to the back (O(limit x
+ * classes); ULONG_MAX, bm_trim's, is linear). Returns the number freed. */
+unsigned long bm_slab_reclaim_abandoned(unsigned long limit)
 {
     unsigned long freed = 0;
     for (int n = 0; n < bm_g.nr_nodes; n++) {
@@ -812,18 +819,21 @@ unsigned long bm_slab_reclaim_abandoned(void)
             if (!atomic_load_explicit(&ab->n, memory_order_relaxed))
                 continue;
             bm_mutex_lock(&ab->lock);
-            struct bm_list *l = ab->list.next;
-            while (l != &ab->list) {
-                struct bm_page *s = lru_slab(l);
-                l = l->next;
+            unsigned long left = atomic_load_explicit(&ab->n, memory_order_relaxed);
+            if (left > limit)
+                left = limit;
+            while (left-- && !list_empty(&ab->list)) {
+                struct bm_page *s = lru_slab(ab->list.next);
+                list_del(&s->lru);
                 slab_collect(s);
                 if (s->slab.used == 0) {
-                    list_del(&s->lru);
                     atomic_fetch_sub_explicit(&ab->n, 1, memory_order_relaxed);
                     atomic_fetch_sub_explicit(&bm_slab_stats[c].abandoned, 1,
                                               memory_order_relaxed);
                     slab_destroy(s, NULL);
                     freed++;
+                } else {
+                    list_add_tail(&ab->list, &s->lru);
                 }
             }
             bm_mutex_unlock(&ab->lock);

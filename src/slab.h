@@ -49,11 +49,11 @@ extern struct bm_guard_stats bm_guard_stats;
 
 void bm_slab_release_class(struct bm_heap *h, unsigned cls);   /* thread exit */
 void bm_slab_trim_class(struct bm_heap *h, unsigned cls);      /* bm_trim */
-void bm_slab_sweep_class(struct bm_heap *h, unsigned cls);     /* heap lock held */
+void bm_slab_sweep_class(struct bm_heap *h, unsigned cls, unsigned long limit);     /* heap lock held */
 /* Sweep the queues of other threads' heaps: the quiet ones (no slow path
  * since the last look, at most every 100 ms), or all of them (bm_trim). */
 bool bm_heaps_sweep(struct bm_heap *self, bool all);
-unsigned long bm_slab_reclaim_abandoned(void);
+unsigned long bm_slab_reclaim_abandoned(unsigned long limit);
 void bm_slab_fork_locks(enum bm_fork_step step);
 enum bm_list_verdict { BM_LIST_OK, BM_LIST_FOREIGN, BM_LIST_TWICE };
 enum bm_list_verdict bm_slab_mark_list(const struct bm_page *s, const void *head, uint64_t *seen,
