@@ -109,6 +109,7 @@ static void take_block(struct bm_zone *z, struct bm_page *p, unsigned order, uns
     }
 }
 
+/* Cost: O(1): a bit scan of nonempty[mt], one list head. */
 static struct bm_page *rmqueue_smallest(struct bm_zone *z, unsigned order, int mt)
 {
     uint32_t mask = z->nonempty[mt] >> order;
@@ -174,6 +175,7 @@ static inline unsigned long block_span(const struct bm_page *p, unsigned flags)
  * start_mt (the kernel's steal_suitable_fallback). All free blocks of the
  * pageblock move to start_mt's lists.
  */
+/* Cost: O(pageblock_nr_pages): one walk of a pageblock's block heads (two). */
 static bool try_claim(struct bm_zone *z, struct bm_page *page, unsigned order,
                       int start_mt, int old_mt)
 {
@@ -293,6 +295,8 @@ static bool may_grow(struct bm_zone *z, unsigned aflags, int *room)
  * already has and otherwise returns NULL without touching its reserve:
  * the caller tries the next zone of the zonelist (pages.c).
  */
+/* Cost: O(MAX_ORDER x MIGRATE_TYPES) list heads and one claim walk; at most
+ * three passes (a carve or a new region makes the next one hit). */
 struct bm_page *bm_rmqueue(struct bm_zone *z, unsigned order, int mt, unsigned aflags)
 {
     struct bm_page *p;
@@ -351,6 +355,7 @@ int bm_rmqueue_bulk(struct bm_zone *z, unsigned order, int count, int mt,
  * never merge with others. The merged block keeps the released/zero state
  * both halves share.
  */
+/* Cost: O(MAX_ORDER) merges. */
 void bm_free_one_page(struct bm_zone *z, struct bm_page *page, unsigned order, unsigned state)
 {
     unsigned long idx = page_index(page);

@@ -36,6 +36,7 @@ static unsigned order_for_pages(size_t npages)
 /* Give pages [start, start + n) back as the largest aligned blocks that tile
  * them, with released/zero state `state`. Zone lock held; their
  * descriptors' flags must be clear. */
+/* Cost: O(MAX_ORDER) blocks (at most two per order), each merged. */
 static void free_range(struct bm_zone *z, struct bm_page *start, unsigned long n, unsigned state)
 {
     unsigned long i = page_index(start), end = i + n;
@@ -121,6 +122,8 @@ void bm_large_free(struct bm_page *p)
  * LARGE pageblock (so growth never mixes migrate types) inside the region.
  * Returns false, changing nothing, when growth is not possible.
  */
+/* Cost: O(blocks taken), at most BM_RUN_MAX_PAGES >> order of each; in
+ * proportion to the growth, never to the heap. */
 bool bm_large_resize(struct bm_page *p, size_t npages)
 {
     struct bm_zone *z = page_zone(p);

@@ -29,6 +29,7 @@ static inline int gfp_migratetype(unsigned order, unsigned gfp)
  * foreign and local / other for the block. Returns with the serving
  * zone's lock held (*zp), or NULL (no zone could serve: ENOMEM).
  */
+/* Cost: O(zones on the zonelist) bm_rmqueue calls (nodes, not heap size). */
 struct bm_page *bm_zonelist_rmqueue(int zone, unsigned order, int mt, struct bm_zone **zp)
 {
     const struct bm_topology *t = &bm_g.topo;

@@ -86,6 +86,7 @@ void bm_pcp_setup(struct bm_zone *z)
  * do not always hit the same order and type. Called with the pageset lock
  * held; takes the zone lock once for the whole batch.
  */
+/* Cost: O(pages + NR_PCP_LISTS): a batch, merged, plus the release check. */
 static void free_pcppages_bulk(struct bm_zone *z, struct bm_pcp *pcp, int pages)
 {
     bm_mutex_lock(&z->lock);
@@ -113,6 +114,7 @@ static void free_pcppages_bulk(struct bm_zone *z, struct bm_pcp *pcp, int pages)
 
 /* Slow path of bm_pcp_alloc: the list was empty, take a batch from the
  * buddy. Pageset lock held; returns false if the zone had nothing. */
+/* Cost: O(batch) bm_rmqueue calls under one zone lock hold. */
 bool bm_pcp_refill(struct bm_zone *z, struct bm_pcp *pcp, unsigned order, int mt,
                    struct bm_list *l)
 {
@@ -136,6 +138,7 @@ void bm_pcp_drain_batch(struct bm_zone *z, struct bm_pcp *pcp)
 }
 
 /* Empty every pageset of the zone into the buddy (trim, tests). */
+/* Cost: O(nr_cpus x high): trim and tests only. */
 void bm_pcp_drain_zone(struct bm_zone *z)
 {
     if (!z->pcp)

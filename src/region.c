@@ -197,6 +197,7 @@ static void region_policy(struct bm_region *r, struct bm_zone *z, unsigned long 
  * nothing left; fails (false, errno ENOMEM) at the region limit or when the
  * OS refuses the reservation.
  */
+/* Cost: O(1) plus the mmap (and, under a limit, at most 65 of them). */
 bool bm_region_add(struct bm_zone *z)
 {
     unsigned long n = atomic_load(&bm_g.nr_regions);
@@ -322,6 +323,7 @@ static bool region_grow(struct bm_zone *z)
  * held. Returns false when every region of the zone is carved to its end
  * and the newest cannot grow.
  */
+/* Cost: O(1) (a region grow, under a limit, is two mmaps at most). */
 bool bm_carve_fresh(struct bm_zone *z, int mt)
 {
     while (z->fresh || region_grow(z)) {

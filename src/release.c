@@ -83,6 +83,8 @@ static bool release_block(struct bm_zone *z, struct bm_page *p)
  * the oldest was freed before `before` (ns). Zone lock held. Returns the
  * number of pages released.
  */
+/* Cost: O(blocks released), one madvise each: each dirty block is released
+ * at most once per time it was freed, so amortised O(1) per free. */
 static unsigned long release_some(struct bm_zone *z, unsigned long keep_pages, uint64_t before)
 {
     unsigned long start = z->c.released_pages;

@@ -222,6 +222,7 @@ static void slab_extend(struct bm_page *s)
  * free list is empty, and every remote free. Owner (or holder of the
  * abandoned list) only.
  */
+/* Cost: O(blocks collected): each remote free is walked once. */
 static void slab_collect(struct bm_page *s)
 {
     if (!s->slab.free) {
@@ -272,6 +273,8 @@ static inline unsigned min_take(unsigned cls)
 }
 
 /* A slab with a free block for heap h, class cls, cheapest source first. */
+/* Cost: amortised O(PARTIAL_SCAN + FULL_SCAN + ABANDONED_SCAN): a partial
+ * slab moved to the full queue on the way was paid for by its mallocs. */
 static struct bm_page *slab_find(struct bm_heap *h, unsigned cls)
 {
     struct bm_heap_class *q = &h->q[cls];
@@ -481,6 +484,7 @@ static struct bm_page *slab_of_block(void *p)
 
 /* Empty the bin of class cls: every block back to its slab (thread exit,
  * trim, and the checks that need the slabs' own counts). */
+/* Cost: O(BIN_MAX). */
 void bm_bin_flush(struct bm_heap *h, unsigned cls)
 {
     void *rest = h->bin[cls];
@@ -514,6 +518,7 @@ static bool list_has(const void *head, const void *p, unsigned limit)
     return false;
 }
 
+/* Cost: O(slab capacity), bounded walks: only when a free looks double. */
 static bool block_is_listed(struct bm_heap *h, struct bm_page *s, const void *p)
 {
     unsigned limit = bm_classes[s->slab.cls].capacity + BIN_MAX + 1;
@@ -577,6 +582,7 @@ static void push_chain(struct bm_page *s, void *head, void *tail)
                                                     memory_order_release, memory_order_relaxed));
 }
 
+/* Cost: O(BM_ALIEN_SLOTS) pushes, one CAS each. */
 void bm_alien_flush(struct bm_heap *h)
 {
     struct bm_alien *a = h->alien;
