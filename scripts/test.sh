@@ -12,9 +12,9 @@ status=$?
 logs=(build/meson-logs/testlog.json)
 failed_builds=''
 
-# extra_build DIR SUITE "SETUP ARGS" [ENV=VALUE...]: set up DIR once with
-# those meson options, build it (only SUITE's programs when TARGETS names
-# them), run SUITE there with the environment given.
+# extra_build DIR "SUITE..." "SETUP ARGS" [ENV=VALUE...]: set up DIR once
+# with those meson options, build it (only the suites' programs when TARGETS
+# names them), run the suites there with the environment given.
 extra_build() {
   local dir=$1 suite=$2 setup=$3
   shift 3
@@ -22,7 +22,9 @@ extra_build() {
   [ -f "$dir/build.ninja" ] || meson setup "$dir" $setup >/dev/null
   # shellcheck disable=SC2086  # TARGETS holds several targets
   if ninja -C "$dir" ${TARGETS:-} >/dev/null; then
-    env "$@" meson test -C "$dir" --no-rebuild --print-errorlogs --suite "$suite" || status=1
+    local suites=() s
+    for s in $suite; do suites+=(--suite "$s"); done
+    env "$@" meson test -C "$dir" --no-rebuild --print-errorlogs "${suites[@]}" || status=1
     logs+=("$dir/meson-logs/testlog.json")
   else
     echo "the build in $dir failed"
@@ -50,15 +52,18 @@ if [ $# -eq 0 ] && [ "${VALGRIND:-1}" != 0 ]; then
 fi
 #  - other geometries (GEOMETRY=0 skips them): the suites that assume no
 #    block or region size (meson suite 'geometry'), in a build of 16 MiB
-#    regions and 1 MiB max-order blocks (a few MiB of heap spans many
-#    regions and pageblocks) and in the smallest build meson accepts
-#    (max_order 6: 128 KiB blocks, 2-page pageblocks).
+#    regions and 1 MiB max-order blocks, where a few MiB of heap spans many
+#    regions and pageblocks and the buddy, migrate-type and stress suites
+#    (suite 'regions') reach region addition, claims and the reserve in
+#    seconds; and in the smallest build meson accepts (max_order 6: 128 KiB
+#    blocks, 2-page pageblocks).
 if [ $# -eq 0 ] && [ "${GEOMETRY:-1}" != 0 ]; then
   geo_targets=""
   for t in arith pcp malloc-bad malloc-threads harden live-stats edges; do
     geo_targets="$geo_targets tests/test-$t"
   done
-  TARGETS=$geo_targets extra_build build-geo-small geometry \
+  TARGETS="$geo_targets tests/test-buddy tests/test-migrate tests/test-stress" \
+    extra_build build-geo-small "geometry regions" \
     "-Dregion_shift=24 -Dmax_order=9 -Dpcp_max_order=3"
   TARGETS=$geo_targets extra_build build-geo-min geometry \
     "-Dmax_order=6 -Dpageblock_order=1"

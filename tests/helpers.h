@@ -67,6 +67,46 @@ static inline struct bm_zone_stats zone0(void)
     return s;
 }
 
+/*
+ * The buddy system is back where a snapshot (buddyinfo text and zone
+ * statistics) found it, in any geometry: the same free blocks at every
+ * order, and at the top order those plus the fresh blocks of regions added
+ * meanwhile (a small-region build adds regions where the default one has
+ * room); the same pages in use.
+ */
+struct buddy_snapshot { char info[4096]; struct bm_zone_stats z; };
+
+static inline void buddy_snapshot_take(struct buddy_snapshot *b)
+{
+    bm_buddyinfo(b->info, sizeof b->info);
+    cr_assert_eq(bm_zone_stats(0, &b->z), 0);
+}
+
+static inline void buddyinfo_parse(const char *s, unsigned long *n)
+{
+    const char *p = strstr(s, "Normal");
+    cr_assert_not_null(p, "buddyinfo: %s", s);
+    p += 6;
+    for (unsigned o = 0; o < MAX_ORDER; o++)
+        n[o] = strtoul(p, (char **)&p, 10);
+}
+
+static inline void assert_buddy_back(const struct buddy_snapshot *b, const char *what)
+{
+    struct buddy_snapshot now;
+    buddy_snapshot_take(&now);
+    unsigned long was[MAX_ORDER], is[MAX_ORDER];
+    buddyinfo_parse(b->info, was);
+    buddyinfo_parse(now.info, is);
+    unsigned long added = (now.z.managed_pages - b->z.managed_pages) / MAX_ORDER_NR_PAGES;
+    for (unsigned o = 0; o < MAX_ORDER; o++)
+        cr_assert_eq(is[o], was[o] + (o == MAX_ORDER - 1 ? added : 0),
+                     "%s: order %u: %lu free blocks, %lu before (+%lu fresh)\nbefore: %s\nnow:    %s",
+                     what, o, is[o], was[o], o == MAX_ORDER - 1 ? added : 0, b->info, now.info);
+    cr_assert_eq(now.z.managed_pages - now.z.free_pages, b->z.managed_pages - b->z.free_pages,
+                 "%s: pages in use", what);
+}
+
 /* Bytes of [p, p + len) that are resident, by mincore: what the kernel
  * maps for those pages, whatever it counts elsewhere (a sanitizer's shadow
  * memory, the zero page on kernels that do or do not map it on a read). */
