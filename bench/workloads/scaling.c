@@ -12,8 +12,9 @@
  *            log-uniform in 32 KiB .. 1 MiB (runs of pages); each block is
  *            written (memset up to 4 KiB, one byte per page above);
  *   free     free a random 90 % of the blocks, in random order;
- *   realloc  realloc half of the survivors, in random order, to 0.5 .. 2
- *            times their size (log-uniform), the grown part written;
+ *   realloc  realloc a random half of the survivors, in random order, four
+ *            times over, each time to 0.5 .. 2 times the block's size
+ *            (log-uniform; 16 B .. 2 MiB), the grown part written;
  *   churn    batches of 64 blocks (7 in 8 of 4, 8, 12 or 16 KiB, 1 in 8 of
  *            1 MiB), a byte written per page, then the batch freed; batches
  *            until twice the target has been allocated;
@@ -51,6 +52,8 @@
 #define LARGE_MAX     (1UL << 20)
 #define LARGE_ONE_IN  64
 #define FREE_PERMILLE 900
+#define REALLOC_PASSES 4
+#define REALLOC_MAX   (2UL << 20)
 #define CHURN_BATCH   64
 #define CHURN_MIB_ONE_IN 8
 #define CHURN_FACTOR  2            /* churned bytes = CHURN_FACTOR x target */
@@ -237,30 +240,32 @@ static void work(int idx, void *arg)
 	w->ops[PH_FREE] = nfree;
 	phase_end(w, PH_FREE);
 
-	/* realloc half of the survivors (perm[nfree ..] is a random order of
-	 * them) to 0.5 .. 2 times their size */
+	/* realloc a random half of the survivors (perm[nfree ..] is a random
+	 * order of them), REALLOC_PASSES times over, each time to 0.5 .. 2
+	 * times the block's size */
 	size_t nre = (w->n - nfree) / 2;
 	phase_begin(w, PH_REALLOC);
-	for (size_t i = 0; i < nre; i++) {
-		size_t slot = w->perm[nfree + i];
-		struct blk *b = &w->b[slot];
-		uint64_t tag = tag_of(w, slot);
-		size_t old = b->size;
-		size_t n = (size_t)((double)old * 0.5 *
-				    (double)wl_rng_logsize(&w->rng, 1 << 16, 1 << 18) /
-				    (double)(1 << 16));
+	for (int pass = 0; pass < REALLOC_PASSES; pass++) {
+		for (size_t i = 0; i < nre; i++) {
+			size_t slot = w->perm[nfree + i];
+			struct blk *b = &w->b[slot];
+			uint64_t tag = tag_of(w, slot);
+			size_t old = b->size;
+			size_t n = (size_t)((double)old * 0.5 *
+					    (double)wl_rng_logsize(&w->rng, 1 << 16, 1 << 18) /
+					    (double)(1 << 16));
 
-		if (n < SMALL_MIN)
-			n = SMALL_MIN;
-		wl_check(b->p, old, tag, "scaling realloc");
-		b->p = wl_realloc_or_die(b->p, n);
-		wl_check_upto(b->p, old, n < old ? n : old, tag, "scaling realloc");
-		fill(b->p, n > old ? old : n, n, tag);
-		b->size = n;
-		w->live -= old;
-		add_live(w, n);
+			n = n < SMALL_MIN ? SMALL_MIN : n > REALLOC_MAX ? REALLOC_MAX : n;
+			wl_check(b->p, old, tag, "scaling realloc");
+			b->p = wl_realloc_or_die(b->p, n);
+			wl_check_upto(b->p, old, n < old ? n : old, tag, "scaling realloc");
+			fill(b->p, n > old ? old : n, n, tag);
+			b->size = n;
+			w->live -= old;
+			add_live(w, n);
+		}
 	}
-	w->ops[PH_REALLOC] = nre;
+	w->ops[PH_REALLOC] = nre * REALLOC_PASSES;
 	phase_end(w, PH_REALLOC);
 
 	/* churn: batches of page-sized and 1 MiB blocks */
