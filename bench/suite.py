@@ -193,6 +193,8 @@ def micro_workloads(exe, quick, tmpdir):
     for n in names:
         if n == "trace":
             continue                    # one workload per recorded trace, below
+        if n == "scaling":
+            continue                    # heap sizes up to GiBs: bench/scaling.py
         argv = [exe, n] + (["--quick"] if quick else [])
         result.append(Workload(n, "micro", program_runner(argv), "alloc-workloads " + n))
         if n == "larson":

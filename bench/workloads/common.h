@@ -25,6 +25,7 @@ struct wl_opts {
 	int threads;            /* --threads N, 0 when not given             */
 	uint64_t seed;          /* --seed N                                  */
 	const char *trace;      /* --trace FILE (the trace workload)         */
+	uint64_t size;          /* --size N[KMG] (scaling), 0 when not given */
 };
 
 struct workload {
@@ -44,6 +45,7 @@ int wl_fragment(const struct wl_opts *o);
 int wl_steady(const struct wl_opts *o);
 int wl_realloc(const struct wl_opts *o);
 int wl_threads(const struct wl_opts *o);
+int wl_scaling(const struct wl_opts *o);
 
 /* ---- failures ----------------------------------------------------------- */
 

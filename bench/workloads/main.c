@@ -2,6 +2,7 @@
  * alloc-workloads - the classic allocator benchmark workloads in one program.
  *
  *   alloc-workloads WORKLOAD [--quick] [--threads N] [--seed N] [--trace FILE]
+ *                   [--size N[K|M|G]]
  *   alloc-workloads --list
  *
  * Only the standard malloc API is called, so the allocator measured is the
@@ -35,6 +36,7 @@ static const struct workload table[] = {
 	{ "steady",        wl_steady },
 	{ "realloc",       wl_realloc },
 	{ "threads",       wl_threads },
+	{ "scaling",       wl_scaling },
 };
 
 #define N_WORKLOADS (sizeof table / sizeof table[0])
@@ -43,6 +45,7 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: alloc-workloads WORKLOAD [--quick] [--threads N] [--seed N] [--trace FILE]\n"
+		"                       [--size N[K|M|G]]\n"
 		"       alloc-workloads --list\n"
 		"workloads:");
 	for (size_t i = 0; i < N_WORKLOADS; i++)
@@ -69,6 +72,30 @@ static int parse_num(const char *s, unsigned long long max,
 	*out = strtoull(s, &end, 0);
 	if (errno || *end || *out > max)
 		return -1;
+	return 0;
+}
+
+/* A byte count with an optional binary suffix: 64M, 1G, 4096, 512K. */
+static int parse_size(const char *s, unsigned long long *out)
+{
+	char num[32];
+	size_t len = s ? strlen(s) : 0;
+	unsigned shift = 0;
+
+	if (len == 0 || len >= sizeof num)
+		return -1;
+	memcpy(num, s, len + 1);
+	switch (num[len - 1]) {
+	case 'k': case 'K': shift = 10; break;
+	case 'm': case 'M': shift = 20; break;
+	case 'g': case 'G': shift = 30; break;
+	default: break;
+	}
+	if (shift)
+		num[--len] = '\0';
+	if (parse_num(num, ~0ULL >> (shift + 1), out) || *out == 0)
+		return -1;
+	*out <<= shift;
 	return 0;
 }
 
@@ -100,6 +127,11 @@ int main(int argc, char **argv)
 			if (parse_num(i < argc ? argv[i] : NULL, ~0ULL, &v))
 				return bad_usage("--seed needs a number", NULL);
 			o.seed = v;
+		} else if (!strcmp(a, "--size")) {
+			++i;
+			if (parse_size(i < argc ? argv[i] : NULL, &v))
+				return bad_usage("--size needs a byte count (suffix K, M or G)", NULL);
+			o.size = v;
 		} else if (!strcmp(a, "--trace")) {
 			if (++i >= argc)
 				return bad_usage("--trace needs a file", NULL);
@@ -120,5 +152,7 @@ int main(int argc, char **argv)
 		return bad_usage("no workload given", NULL);
 	if (o.trace && w->run != wl_trace)
 		return bad_usage("--trace is only for the trace workload", NULL);
+	if (o.size && w->run != wl_scaling)
+		return bad_usage("--size is only for the scaling workload", NULL);
 	return w->run(&o);
 }
