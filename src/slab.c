@@ -19,8 +19,11 @@
  * the most frees, becomes current. A slab still dry when its turn comes goes
  * to the full queue, its heap word tagged SLAB_FULL so that the owner's
  * first free into it leaves the fast path and moves it back to partial.
- * Remote frees into full slabs are found by a bounded scan of the full
- * queue when the owner needs a slab.
+ * The first remote free into a full slab moves it back to the partial
+ * queue too, under the owner's heap lock (slab_remote_notify, as SLUB puts
+ * a full slab back on the partial list at its first remote free); only
+ * blocks coming home through NUMA alien caches still need a bounded scan
+ * of the full queue.
  *
  * Hysteresis: a current slab that empties stays (an alloc/free cycle at a
  * slab boundary costs nothing); any other slab that empties goes back to the
@@ -258,11 +261,54 @@ static bool slab_refill(struct bm_page *s)
     return s->slab.free != NULL;
 }
 
+/*
+ * A slab with nothing to give goes to the full queue, its heap word tagged
+ * SLAB_FULL. The first remote free into it then moves it back to the
+ * partial queue (slab_remote_notify), so the owner learns of remote frees
+ * as they happen instead of by scanning. The tag and a racing remote free
+ * are ordered like Dekker's flags: the tag is set with a full barrier
+ * before thread_free is read, and the remote free's CAS comes before its
+ * read of the tag, so either the remote sees the tag or this sees its
+ * block - then the slab goes to the partial queue at once. Heap lock held.
+ */
 static void to_full(struct bm_heap *h, unsigned cls, struct bm_page *s)
 {
-    atomic_store_explicit(&s->slab.heap, (uintptr_t)h | SLAB_FULL, memory_order_relaxed);
+    atomic_exchange_explicit(&s->slab.heap, (uintptr_t)h | SLAB_FULL, memory_order_seq_cst);
+    if (atomic_load_explicit(&s->slab.thread_free, memory_order_seq_cst)) {
+        atomic_store_explicit(&s->slab.heap, (uintptr_t)h, memory_order_relaxed);
+        list_add_tail(&h->q[cls].partial, &s->lru);
+        h->q[cls].nr_partial++;
+        return;
+    }
     list_add_tail(&h->q[cls].full, &s->lru);
     h->q[cls].nr_full++;
+}
+
+_Atomic uint64_t bm_slab_notified;      /* full slabs moved by a remote free */
+
+/*
+ * A remote free found slab s tagged SLAB_FULL: move it to its owner's
+ * partial queue, under the owner's heap lock, where every queue change is
+ * made. The tag is read again under the lock: the owner may have taken the
+ * slab off the full queue meanwhile, or retired (its slabs are abandoned,
+ * heap word 0, under the same lock; a heap's memory is never unmapped, so
+ * the lock stays valid). The caller holds no lock (a heap lock is never
+ * taken inside another). O(1).
+ */
+static BM_COLD void slab_remote_notify(struct bm_page *s, uintptr_t w, unsigned cls)
+{
+    struct bm_heap *o = (struct bm_heap *)(w & ~SLAB_FULL);
+    bm_spin_lock(&o->lock);
+    if (atomic_load_explicit(&s->slab.heap, memory_order_relaxed) == w) {
+        struct bm_heap_class *q = &o->q[cls];
+        list_del(&s->lru);
+        q->nr_full--;
+        atomic_store_explicit(&s->slab.heap, (uintptr_t)o, memory_order_relaxed);
+        list_add_tail(&q->partial, &s->lru);
+        q->nr_partial++;
+        atomic_fetch_add_explicit(&bm_slab_notified, 1, memory_order_relaxed);
+    }
+    bm_spin_unlock(&o->lock);
 }
 
 /* Blocks a slab must have free to be worth making current. */
@@ -332,8 +378,12 @@ static struct bm_page *slab_find(struct bm_heap *h, unsigned cls)
         to_full(h, cls, best);
     }
 
-    /* Remote frees into full slabs: look at the oldest few, rotate. */
-    for (unsigned i = 0; i < FULL_SCAN && !list_empty(&q->full); i++) {
+    /* Remote frees into full slabs move them to the partial queue as they
+     * happen (slab_remote_notify), except those that come home through
+     * another heap's alien cache (NUMA: pushed under that heap's lock,
+     * which may not nest the owner's): on several nodes, look at the
+     * oldest few full slabs, and rotate. */
+    for (unsigned i = 0; bm_g.nr_nodes > 1 && i < FULL_SCAN && !list_empty(&q->full); i++) {
         struct bm_page *s = lru_slab(q->full.next);
         list_del(&s->lru);
         if (atomic_load_explicit(&s->slab.thread_free, memory_order_relaxed)) {
@@ -584,7 +634,7 @@ static void push_chain(struct bm_page *s, void *head, void *tail)
     do {
         bm_link_set(tail, (void *)old);
     } while (!atomic_compare_exchange_weak_explicit(&s->slab.thread_free, &old, (uintptr_t)head,
-                                                    memory_order_release, memory_order_relaxed));
+                                                    memory_order_seq_cst, memory_order_relaxed));
 }
 
 /* Cost: O(BM_ALIEN_SLOTS) pushes, one CAS each. */
@@ -702,6 +752,10 @@ BM_COLD void bm_free_slab_slow(struct bm_page *s, void *p, struct bm_heap *h, co
     if (bm_link_looks_free(p) && block_is_listed(NULL, s, p))
         bm_fatal_bad_pointer(fn, p, "double free (the block is on the slab's remote free list)");
     push_chain(s, p, p);
+    /* after the push (a full barrier), the tag: see to_full */
+    uintptr_t w = atomic_load_explicit(&s->slab.heap, memory_order_seq_cst);
+    if (unlikely(w & SLAB_FULL))
+        slab_remote_notify(s, w, cls);
     if (h != &bm_heap_empty)
         h->nfree[cls]++;
     else

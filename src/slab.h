@@ -65,6 +65,7 @@ void bm_heaps_after_fork(void);
 bool bm_fork_heap_repair(struct bm_heap *h);     /* fork.c */
 extern _Atomic unsigned long bm_fork_heaps_retired, bm_fork_heaps_lost;
 extern _Atomic unsigned long bm_heaps_swept;      /* sweeps of quiet heaps */
+extern _Atomic uint64_t bm_slab_notified;         /* full slabs a remote free moved to partial */
 void bm_slabs_init(void);
 /* Call fn on every slab whose lists can be read now: the calling thread's
  * and the abandoned ones (each list locked while it is walked). */

@@ -1,6 +1,7 @@
 /* Threads: cross-thread frees, thread exit, memory bounded with many
  * threads. */
 #include "helpers.h"
+#include "slab.h"
 
 #include <time.h>
 
@@ -433,4 +434,64 @@ Test(threads, quiet_threads_slabs_are_swept_without_trim, .timeout = 60)
     cr_assert_leq(after, 1, "%lu of %lu slabs left after %.1f s", after, before, now_s() - t0);
     cr_assert_gt(m1.heaps_swept, m0.heaps_swept);
     quiet_end(t);
+}
+
+/*
+ * Remote frees into full slabs reach the owner as they happen (issue 15):
+ * the first one moves the slab back to the owner's partial queue, so the
+ * owner reuses it at once, however many full slabs sit before it. Here the
+ * owner fills 400 slabs, another thread frees every block of the newest
+ * 100, and the owner allocates that many blocks again: they come from the
+ * freed slabs, not from new ones. (Before, a bounded scan of the oldest 8
+ * full slabs per refill found them only after rotating past the other
+ * 300, making a new slab each time.)
+ */
+struct handoff { void **blocks; size_t from, to; };
+
+static void *free_range_thread(void *arg)
+{
+    struct handoff *h = arg;
+    for (size_t i = h->from; i < h->to; i++)
+        bm_free(h->blocks[i]);
+    return NULL;
+}
+
+static unsigned long slabs_of(unsigned cls)
+{
+    struct bm_class_stats cs;
+    cr_assert_eq(bm_class_stats((int)cls, &cs), 0);
+    return cs.slabs;
+}
+
+Test(threads, remote_frees_bring_full_slabs_back_at_once)
+{
+    enum { SIZE = 64 };
+    bm_ensure_init();
+    unsigned cls = bm_size_to_class(SIZE);
+    size_t per = bm_classes[cls].capacity, n = 400 * per;
+    void **b = calloc(n, sizeof *b);
+    cr_assert_not_null(b);
+    unsigned long slabs0 = slabs_of(cls);
+    for (size_t i = 0; i < n; i++)
+        cr_assert_not_null(b[i] = bm_malloc(SIZE));
+    unsigned long slabs1 = slabs_of(cls);
+    cr_assert_geq(slabs1 - slabs0, 400);
+    uint64_t notified0 = atomic_load(&bm_slab_notified);
+    struct handoff h = { b, n - 100 * per, n };
+    pthread_t t;
+    pthread_create(&t, NULL, free_range_thread, &h);
+    pthread_join(t, NULL);
+    cr_assert_geq(atomic_load(&bm_slab_notified) - notified0, 99,
+                  "full slabs moved by remote frees: %llu",
+                  (unsigned long long)(atomic_load(&bm_slab_notified) - notified0));
+    for (size_t i = n - 100 * per; i < n; i++)
+        cr_assert_not_null(b[i] = bm_malloc(SIZE));
+    unsigned long slabs2 = slabs_of(cls);
+    cr_assert_leq(slabs2, slabs1 + 2, "%lu new slabs for blocks that had room",
+                  slabs2 - slabs1);
+    assert_heap_ok();
+    for (size_t i = 0; i < n; i++)
+        bm_free(b[i]);
+    free(b);
+    assert_heap_ok();
 }
