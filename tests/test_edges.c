@@ -266,3 +266,34 @@ Test(edges, block_start_test_is_exact_for_every_class)
         }
     }
 }
+
+/* free_sized (C23) with a size near SIZE_MAX is a wrong size: reported,
+ * with the function and the address, for a small block, a run and a huge
+ * block alike. */
+static size_t sized_block, sized_bad;
+
+static void free_sized_huge(void *arg)
+{
+    (void)arg;
+    void *p = bm_malloc(sized_block);
+    fprintf(stderr, "block %p\n", p);
+    bm_free_sized(p, sized_bad);
+}
+
+Test(edges, free_sized_near_size_max_is_reported)
+{
+    const size_t blocks[] = {100, 300000, 8 << 20};
+    const size_t bad[] = {SIZE_MAX, SIZE_MAX - 4095, (size_t)PTRDIFF_MAX + 1};
+    for (size_t i = 0; i < 3; i++)
+        for (size_t j = 0; j < 3; j++) {
+            char msg[1024], want[64];
+            void *blk = NULL;
+            sized_block = blocks[i];
+            sized_bad = bad[j];
+            expect_child_abort(free_sized_huge, NULL, msg, sizeof msg);
+            cr_assert_eq(sscanf(msg, "block %p", &blk), 1, "stderr: %s", msg);
+            snprintf(want, sizeof want, "bm_free_sized(%p)", blk);
+            cr_assert(strstr(msg, want) && strstr(msg, "wrong sized free"),
+                      "%zu-byte block, size %zu: %s", blocks[i], bad[j], msg);
+        }
+}
