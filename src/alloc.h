@@ -106,37 +106,41 @@ static inline __attribute__((always_inline)) void *bm_malloc_inline(size_t size)
 }
 
 /*
- * Blocks of a slab are at base + i * size; a freed pointer must be one of
- * them, inside the carved part. offset / size by a multiply with
- * ceil(2^32 / size), exact for every offset of a slab (checked by a test).
+ * Is off, an offset in slab s, the start of a carved block? Blocks are at
+ * i * size: off * ceil(2^32 / size) (the class's magic) has its low 32 bits
+ * below the magic exactly when off is a multiple of the size, and then its
+ * high 32 bits are the index i, which must be below the carved count.
+ * Exact for every class and every offset below the largest slab
+ * (tests/test_edges.c checks them all). A multiply and two compares.
  */
+static inline __attribute__((always_inline)) bool slab_offset_is_block(const struct bm_page *s,
+                                                                       uint32_t off,
+                                                                       uint32_t magic)
+{
+    uint64_t prod = (uint64_t)off * magic;
+    return (uint32_t)prod < magic &&
+           (prod >> 32) < __atomic_load_n(&s->slab.reserved, __ATOMIC_RELAXED);
+}
+
+/* The slow paths' test of a pointer a into slab s. */
 static inline __attribute__((always_inline)) bool slab_block_ok(const struct bm_page *s, uintptr_t a)
 {
-    const struct bm_class *c = &bm_classes[s->slab.cls];
-    uintptr_t off = a - (uintptr_t)page_to_addr(s);
-    uint64_t idx = (off * (uint64_t)c->magic) >> 32;
-    return idx * c->size == off && idx < __atomic_load_n(&s->slab.reserved, __ATOMIC_RELAXED);
+    return slab_offset_is_block(s, (uint32_t)(a - (uintptr_t)page_to_addr(s)),
+                                bm_classes[s->slab.cls].magic);
 }
 
 /*
- * The free fast path's block-start test (default hardening). off is a's
- * offset in its slab; it is a multiple of the class size exactly when
- * off * ceil(2^32 / size) has its low 32 bits below that magic, and then
- * its high bits are the block index, which must be below the carved count.
- * Exact for every class and offset below the largest slab (test_arith
- * checks it). A multiply and two compares: a pointer inside a block (p + 8
- * of a 64-byte block) or never handed out fails, and bm_free_local
- * reports it. The magic comes from the heap's copy (h->magic).
+ * The free fast path's block-start test (default hardening): off comes from
+ * bm_slab_of, the magic from the heap's copy (h->magic, next to the bins).
+ * A pointer inside a block (p + 8 of a 64-byte block) or never handed out
+ * fails, and bm_free_local reports it.
  */
 static inline __attribute__((always_inline)) bool slab_block_start(const struct bm_heap *h,
                                                                    const struct bm_page *s,
                                                                    uint32_t off, unsigned cls)
 {
 #if BM_HARDEN_LINKS
-    uint32_t magic = h->magic[cls];
-    uint64_t prod = (uint64_t)off * magic;
-    return (uint32_t)prod < magic &&
-           (prod >> 32) < __atomic_load_n(&s->slab.reserved, __ATOMIC_RELAXED);
+    return slab_offset_is_block(s, off, h->magic[cls]);
 #else
     (void)h, (void)s, (void)off, (void)cls;
     return true;

@@ -271,13 +271,28 @@ static bool slab_refill(struct bm_page *s)
  * read of the tag, so either the remote sees the tag or this sees its
  * block - then the slab goes to the partial queue at once. Heap lock held.
  */
+/* Onto h's partial queue, untagged (FIFO: the one freed into longest
+ * comes first). Heap lock held. */
+static void to_partial(struct bm_heap *h, unsigned cls, struct bm_page *s)
+{
+    atomic_store_explicit(&s->slab.heap, (uintptr_t)h, memory_order_relaxed);
+    list_add_tail(&h->q[cls].partial, &s->lru);
+    h->q[cls].nr_partial++;
+}
+
+/* A slab of h's full queue that has blocks again. Heap lock held. */
+static void full_to_partial(struct bm_heap *h, unsigned cls, struct bm_page *s)
+{
+    list_del(&s->lru);
+    h->q[cls].nr_full--;
+    to_partial(h, cls, s);
+}
+
 static void to_full(struct bm_heap *h, unsigned cls, struct bm_page *s)
 {
     atomic_exchange_explicit(&s->slab.heap, (uintptr_t)h | SLAB_FULL, memory_order_seq_cst);
     if (atomic_load_explicit(&s->slab.thread_free, memory_order_seq_cst)) {
-        atomic_store_explicit(&s->slab.heap, (uintptr_t)h, memory_order_relaxed);
-        list_add_tail(&h->q[cls].partial, &s->lru);
-        h->q[cls].nr_partial++;
+        to_partial(h, cls, s);
         return;
     }
     list_add_tail(&h->q[cls].full, &s->lru);
@@ -300,12 +315,7 @@ static BM_COLD void slab_remote_notify(struct bm_page *s, uintptr_t w, unsigned 
     struct bm_heap *o = (struct bm_heap *)(w & ~SLAB_FULL);
     bm_spin_lock(&o->lock);
     if (atomic_load_explicit(&s->slab.heap, memory_order_relaxed) == w) {
-        struct bm_heap_class *q = &o->q[cls];
-        list_del(&s->lru);
-        q->nr_full--;
-        atomic_store_explicit(&s->slab.heap, (uintptr_t)o, memory_order_relaxed);
-        list_add_tail(&q->partial, &s->lru);
-        q->nr_partial++;
+        full_to_partial(o, cls, s);
         atomic_fetch_add_explicit(&bm_slab_notified, 1, memory_order_relaxed);
     }
     bm_spin_unlock(&o->lock);
@@ -383,7 +393,7 @@ static struct bm_page *slab_find(struct bm_heap *h, unsigned cls)
      * another heap's alien cache (NUMA: pushed under that heap's lock,
      * which may not nest the owner's): on several nodes, look at the
      * oldest few full slabs, and rotate. */
-    for (unsigned i = 0; bm_g.nr_nodes > 1 && i < FULL_SCAN && !list_empty(&q->full); i++) {
+    for (unsigned i = 0; i < (bm_g.nr_nodes > 1 ? FULL_SCAN : 0) && !list_empty(&q->full); i++) {
         struct bm_page *s = lru_slab(q->full.next);
         list_del(&s->lru);
         if (atomic_load_explicit(&s->slab.thread_free, memory_order_relaxed)) {
@@ -517,13 +527,8 @@ static inline __attribute__((always_inline)) void slab_free_local(struct bm_heap
     s->slab.local_free = p;
     s->slab.used--;
     struct bm_heap_class *q = &h->q[cls];
-    if (owner & SLAB_FULL) {                /* back from the full queue */
-        list_del(&s->lru);
-        q->nr_full--;
-        atomic_store_explicit(&s->slab.heap, (uintptr_t)h, memory_order_relaxed);
-        list_add_tail(&q->partial, &s->lru);    /* FIFO: freed into longest */
-        q->nr_partial++;
-    }
+    if (owner & SLAB_FULL)
+        full_to_partial(h, cls, s);
     if (s->slab.used == 0 && s != h->cur[cls]) {
         list_del(&s->lru);
         q->nr_partial--;

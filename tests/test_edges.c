@@ -7,6 +7,7 @@
 #include <stdint.h>
 
 #include "helpers.h"
+#include "alloc.h"
 
 static const size_t huge_sizes[] = {
     SIZE_MAX,          SIZE_MAX - 1,      SIZE_MAX - 15,         SIZE_MAX - 4095,
@@ -248,21 +249,24 @@ Test(edges, free_of_a_block_never_carved_is_caught)
     cr_assert(strstr(msg, "invalid pointer"), "stderr: %s", msg);
 }
 
-/* The fast path's block-start test (alloc.h slab_block_start) against
- * division, for every class and every 16-byte offset of its slab. */
+/* The block-start test of the free fast path and the slow paths
+ * (alloc.h slab_offset_is_block) against division, for every class and
+ * every offset of its slab, with a slab carved to every block but the last
+ * (the index bound is checked too). */
 Test(edges, block_start_test_is_exact_for_every_class)
 {
     bm_ensure_init();
     for (unsigned c = 0; c < BM_NR_CLASSES; c++) {
         const struct bm_class *k = &bm_classes[c];
-        uint64_t slab = BM_PAGE_SIZE << k->order;
-        for (uint64_t off = 0; off < slab; off += 8) {
-            uint64_t prod = off * k->magic;
-            bool start = (uint32_t)prod < k->magic;
-            cr_assert_eq(start, off % k->size == 0, "class %u offset %lu", k->size,
-                         (unsigned long)off);
-            if (start)
-                cr_assert_eq(prod >> 32, off / k->size);
+        struct bm_page slab;
+        memset(&slab, 0, sizeof slab);
+        slab.slab.reserved = (uint16_t)(k->capacity - 1);
+        uint32_t bytes = (uint32_t)(BM_PAGE_SIZE << k->order);
+        for (uint32_t off = 0; off < bytes; off++) {
+            bool want = off % k->size == 0 && off / k->size < slab.slab.reserved;
+            if (slab_offset_is_block(&slab, off, k->magic) != want)
+                cr_assert_fail("class %u offset %u: %d, division says %d", k->size, off,
+                               !want, want);
         }
     }
 }
