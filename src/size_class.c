@@ -3,8 +3,8 @@
  * bootstrap (a few hundred instructions, no allocation).
  *
  * Slab order as SLUB's calculate_order(): the smallest order that holds
- * enough blocks (64 for classes up to 1 KiB, 8 up to 8 KiB, else 4: what
- * fits in the largest slab, 128 KiB) and leaves at most 1/16
+ * enough blocks (64 for classes up to 1 KiB, 8 up to 4 KiB, 2 up to 8 KiB,
+ * else 4: what fits in the largest slab, 128 KiB) and leaves at most 1/16
  * of the slab unused at its tail; failing that 1/8, then 1/4, then the
  * order with the least waste. Small slabs keep a thread's idle current
  * slabs small; orders up to PCP_MAX_ORDER come from the per-CPU pagesets.
@@ -55,7 +55,12 @@ void bm_size_classes_init(void)
     for (unsigned i = 0; i < BM_NR_CLASSES; i++) {
         struct bm_class *c = &bm_classes[i];
         uint32_t size = class_size(i);
-        unsigned min_objs = size <= 1024 ? 64 : size <= 8192 ? 8 : 4;
+        /* 2 above 4 KiB: 16-32 KiB slabs fit the holes that emptied slabs of
+         * the 1-4 KiB classes leave (orders 2-3); with 8 blocks the 8 KiB
+         * class needed 64 KiB and took fresh pageblocks instead
+         * (bench/frag-at-size.sh: 8 KiB phase 2.3 s -> 0.16 s, no RSS
+         * growth, with release=none) */
+        unsigned min_objs = size <= 1024 ? 64 : size <= 4096 ? 8 : size <= 8192 ? 2 : 4;
         unsigned best = BM_SLAB_MAX_ORDER + 1;
         for (unsigned fraction = 16; fraction >= 4 && best > BM_SLAB_MAX_ORDER; fraction /= 2) {
             for (unsigned o = min_order; o <= BM_SLAB_MAX_ORDER; o++) {
