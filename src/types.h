@@ -396,6 +396,8 @@ struct bm_options {
     uint64_t release_delay_ns;      /* free this long before release         */
     unsigned long release_threshold_pages; /* or when this many are free     */
     unsigned long release_threshold_max_pages; /* what churn may raise it to */
+    unsigned release_ratio;         /* free memory up to this % of the memory
+                                     * in use waits for the delay (release.c) */
     int reserve_pageblocks;         /* RESERVE pageblocks per zone           */
     unsigned release_min_order;     /* smallest free block given back        */
     int verbose;

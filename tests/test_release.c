@@ -90,6 +90,46 @@ Test(release, threshold_releases_at_once)
     assert_heap_ok();
 }
 
+/* A burst of frees in a large heap waits for the delay: free memory up to
+ * release_ratio % of the pages in use is not released by the threshold. A
+ * quarter of 256 MiB freed with 192 MiB still in use stays resident at ratio
+ * 100; at ratio 0 the fixed threshold applies and it goes back at once. */
+static size_t free_a_quarter_of_big(void)
+{
+    alloc_and_touch();
+    for (int i = 0; i < BIG_BLOCKS; i += 4)
+        bm_free_pages(big[i], MAX_ORDER - 1);
+    size_t r = 0;
+    for (int i = 0; i < BIG_BLOCKS; i += 4)
+        r += resident_bytes(big[i], block_bytes());
+    for (int i = 0; i < BIG_BLOCKS; i++)
+        if (i % 4)
+            bm_free_pages(big[i], MAX_ORDER - 1);
+    return r;
+}
+
+Test(release, ratio_keeps_a_burst_of_frees_in_a_large_heap)
+{
+    bm_test_options("release_threshold=8M,release_ratio=100,release_delay_ms=1000000");
+    bm_ensure_init();
+    size_t kept = free_a_quarter_of_big();
+    cr_assert_geq(kept, total() / 4 * 9 / 10, "the freed quarter stays resident: %zu MiB",
+                  kept / MiB);
+    /* all free now, nothing in use: the threshold alone applies */
+    cr_assert_leq(zone0().dirty_pages, (8 * MiB) / BM_PAGE_SIZE);
+    assert_heap_ok();
+}
+
+Test(release, ratio_zero_keeps_the_fixed_threshold)
+{
+    bm_test_options("release_threshold=8M,release_ratio=0,release_delay_ms=1000000");
+    bm_ensure_init();
+    size_t kept = free_a_quarter_of_big();
+    cr_assert_leq(kept, 8 * MiB, "released down to half the threshold: %zu MiB kept",
+                  kept / MiB);
+    assert_heap_ok();
+}
+
 Test(release, delay_releases_old_free_memory)
 {
     bm_test_options("release_threshold=4G,release_delay_ms=50");
