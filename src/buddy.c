@@ -360,6 +360,9 @@ void bm_free_one_page(struct bm_zone *z, struct bm_page *page, unsigned order, u
 {
     unsigned long idx = page_index(page);
     int mt = get_pageblock_mt(page);
+    /* released pages that enter the merge; those of them that leave it
+     * unreleased count in nr_unreleased_by_merge (release.c's hold) */
+    unsigned long released_in = (state & PG_released) ? 1UL << order : 0;
 
     while (order < MAX_ORDER - 1) {
         unsigned long bidx = idx ^ (1UL << order);
@@ -367,6 +370,7 @@ void bm_free_one_page(struct bm_zone *z, struct bm_page *page, unsigned order, u
         unsigned bflags = page_flags(buddy);
         if (!(bflags & PG_buddy) || buddy->order != order)
             break;
+        released_in += (bflags & PG_released) ? 1UL << order : 0;
         state &= bflags;
         if (order >= pageblock_order) {
             int bmt = get_pageblock_mt(buddy);
@@ -384,6 +388,8 @@ void bm_free_one_page(struct bm_zone *z, struct bm_page *page, unsigned order, u
         }
         order++;
     }
+    if (!(state & PG_released))
+        z->nr_unreleased_by_merge += released_in;
     bm_add_free(z, page, order, mt, 0, state);
 }
 

@@ -97,9 +97,8 @@ static void announce(void)
     bm_putu(&b, (o->release_threshold_pages << BM_PAGE_SHIFT) >> 10, 0);
     bm_puts(&b, " KiB free (up to ");
     bm_putu(&b, (o->release_threshold_max_pages << BM_PAGE_SHIFT) >> 10, 0);
-    bm_puts(&b, " KiB) and ");
-    bm_putu(&b, o->release_ratio, 0);
-    bm_puts(&b, " % of the memory in use");
+    bm_puts(&b, " KiB)");
+    bm_puts(&b, o->release_peak ? " beyond the in-use peak" : "");
     bm_puts(&b, BM_VALGRIND ? ", valgrind client requests on" : "");
     bm_putc(&b, '\n');
     bm_buf_finish(&b);

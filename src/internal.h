@@ -379,8 +379,9 @@ void bm_pcp_drain_zone(struct bm_zone *z);
 /* ---- release.c --------------------------------------------------------- */
 void bm_dirty_add(struct bm_zone *z, struct bm_page *p, unsigned order, uint64_t now);
 void bm_dirty_del(struct bm_zone *z, struct bm_page *p, unsigned order);
-/* Called with the zone lock held after frees; may drop and retake it. */
-void bm_release_maybe(struct bm_zone *z);
+/* Called with the zone lock held after a free of `freed` pages; may drop and
+ * retake it. */
+void bm_release_maybe(struct bm_zone *z, unsigned long freed);
 unsigned long bm_release_threshold(const struct bm_zone *z);   /* pages, now */
 unsigned long bm_release_zone(struct bm_zone *z, unsigned long keep_pages); /* locked */
 

@@ -112,7 +112,7 @@ void bm_large_free(struct bm_page *p)
     bm_mutex_lock(&z->lock);
     set_page_flags(p, 0);
     free_range(z, p, n, 0);
-    bm_release_maybe(z);
+    bm_release_maybe(z, n);
     bm_mutex_unlock(&z->lock);
 }
 
@@ -137,7 +137,7 @@ bool bm_large_resize(struct bm_page *p, size_t npages)
             free_range(z, p + npages, have - npages, 0);
         p->large.npages = npages;
         bm_large_count(0, (int64_t)npages - (int64_t)have);
-        bm_release_maybe(z);
+        bm_release_maybe(z, have - npages);
         bm_mutex_unlock(&z->lock);
         return true;
     }

@@ -20,7 +20,7 @@ void bm_options_defaults(struct bm_options *o)
     o->release_delay_ns = 1000ull * 1000 * 1000;          /* 1 s */
     o->release_threshold_pages = (16ul << 20) >> BM_PAGE_SHIFT;
     o->release_threshold_max_pages = (1ul << 30) >> BM_PAGE_SHIFT;   /* 1 GiB */
-    o->release_ratio = 100;
+    o->release_peak = 1;
     o->reserve_pageblocks = 1;
     o->release_min_order = 2;                             /* 16 KiB */
     o->verbose = 0;
@@ -81,7 +81,7 @@ static const struct opt_desc table[] = {
     { "release_delay_ms",   K_MS,      F(release_delay_ns),        0, 1000000000, NULL },
     { "release_threshold",  K_SIZE,    F(release_threshold_pages), 0, 1ull << 46, NULL },
     { "release_threshold_max", K_SIZE, F(release_threshold_max_pages), 0, 1ull << 46, NULL },
-    { "release_ratio",      K_UINT,    F(release_ratio),           0, 1000, NULL },
+    { "release_peak",       K_WORD,    F(release_peak),            0, 1, bool_words },
     { "reserve_pageblocks", K_UINT,    F(reserve_pageblocks),      0, 128, NULL },
     { "release_min_order",  K_UINT,    F(release_min_order),       0, MAX_ORDER - 1, NULL },
     { "verbose",            K_UINT,    F(verbose),                 0, 9, NULL },

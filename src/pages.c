@@ -112,7 +112,7 @@ BM_COLD static void free_to_zone(struct bm_zone *z, struct bm_page *p, unsigned 
     p->flags = 0;
     z->c.remote_free += bm_cpu_node(cpu) != z->node;
     bm_free_one_page(z, p, order, 0);
-    bm_release_maybe(z);
+    bm_release_maybe(z, 1UL << order);
     bm_mutex_unlock(&z->lock);
 }
 

@@ -89,6 +89,7 @@ void bm_pcp_setup(struct bm_zone *z)
 /* Cost: O(pages + NR_PCP_LISTS): a batch, merged, plus the release check. */
 static void free_pcppages_bulk(struct bm_zone *z, struct bm_pcp *pcp, int pages)
 {
+    int asked = pages;
     bm_mutex_lock(&z->lock);
     while (pages > 0 && pcp->count > 0) {
         unsigned i = pcp->drain_rr, tried = 0;
@@ -108,7 +109,7 @@ static void free_pcppages_bulk(struct bm_zone *z, struct bm_pcp *pcp, int pages)
             bm_free_one_page(z, p, order, 0);
         } while (pages > 0 && !list_empty(l));
     }
-    bm_release_maybe(z);
+    bm_release_maybe(z, (unsigned long)(asked - (pages > 0 ? pages : 0)));
     bm_mutex_unlock(&z->lock);
 }
 

@@ -14,7 +14,8 @@
  * on zone->dirty_list, newest first. They are released
  *   - when the oldest has been free for release_delay, or
  *   - at once when the dirty total passes release_threshold (down to half of
- *     it, so alloc/free cycles around the threshold do not thrash), or
+ *     it, so alloc/free cycles around the threshold do not thrash) on top
+ *     of what a burst of frees below the heap's peak holds (peak_hold), or
  *   - on bm_trim().
  * Checks happen where the zone lock is already held after frees; no thread
  * is started. Blocks below release_min_order are never released: the
@@ -130,40 +131,62 @@ unsigned long bm_release_threshold(const struct bm_zone *z)
 }
 
 /*
- * Free memory in proportion to the heap waits for the delay. A burst of
- * frees in a large heap (a server dropping a cache, a phase of a program
- * ending) is typically followed by mallocs that want the memory again; with
- * a fixed threshold of 16 MiB, freeing 90 % of a 2 GiB heap gave 745 MiB
- * back in 23,000 madvise calls and the next phase faulted it all in again
- * (bench/frag-at-size.sh: free 0.06 s -> 1.0 s, the next 800 MiB of 8 KiB
- * blocks 0.16 s -> 2.1 s, the peak unchanged). So the threshold is at least
- * release_ratio % of the pages in use (100: free memory as large as the live
- * heap may wait); the delay still returns it all within release_delay.
+ * A burst of frees keeps its memory for the delay. Frees in a large heap (a
+ * server dropping a cache, a phase of a program ending) are typically
+ * followed by mallocs that want the memory again; with the threshold alone,
+ * freeing 90 % of a 2 GiB heap gave 745 MiB back in 23,000 madvise calls
+ * and the next phase faulted it all in again (bench/frag-at-size.sh: free
+ * 1.0 s instead of 0.06 s, the 8 KiB phase 2.1 s instead of 0.13 s, the same
+ * peak). So free memory that only fills the drop from the zone's in-use peak
+ * (the highest count of pages in use seen at a free since the delay last
+ * released anything) is not released by the threshold, which applies on top of
+ * it: while it is held, the zone's resident memory stays within that recent
+ * peak plus the threshold. When the heap grows past the peak while free
+ * memory waits (its mallocs could not use it), the hold is 0 and the
+ * threshold releases as before; the delay returns everything.
+ * Option release_peak=no: the threshold alone.
  */
-static unsigned long ratio_threshold(const struct bm_zone *z)
+static unsigned long peak_hold(struct bm_zone *z, unsigned long freed)
 {
+    if (!bm_g.opt.release_peak)
+        return 0;
+    /* held: pages in use plus the holes (resident free pages off the dirty
+     * list), less the released pages that merges made count as resident
+     * again. Every event moves pages between held and dirty one for one (a
+     * free into a dirty block, a malloc from one, a split leaving a hole, a
+     * merge with a hole or a released block) or out of dirty alone (a
+     * release); only mallocs of fresh or released memory, the heap's
+     * growth, raise held alone. So dirty <= threshold + (held at the peak -
+     * held) holds through a burst of frees and fails when the heap grows
+     * while free memory waits. */
     unsigned long idle = z->nr_free_pages + z->nr_isolated +
                          (z->nr_fresh_blocks << (MAX_ORDER - 1));
     unsigned long in_use = z->managed_pages > idle ? z->managed_pages - idle : 0;
-    return in_use / 100 * bm_g.opt.release_ratio;
+    unsigned long holes = z->nr_free_pages - z->nr_dirty_pages - z->nr_returned_pages;
+    unsigned long held = in_use + holes - z->nr_unreleased_by_merge;
+    /* in use before this free: the peak is sampled at frees only */
+    if (in_use + freed >= z->inuse_peak) {
+        z->inuse_peak = in_use + freed;
+        z->held_at_peak = held + freed;
+    }
+    long hold = (long)(z->held_at_peak - held);     /* modular: held may wrap */
+    return hold > 0 ? (unsigned long)hold : 0;
 }
 
-void bm_release_maybe(struct bm_zone *z)
+void bm_release_maybe(struct bm_zone *z, unsigned long freed)
 {
     if (list_empty(&z->dirty_list) || bm_g.opt.release_mode == BM_RELEASE_NONE)
         return;
     unsigned long threshold = bm_release_threshold(z);
     uint64_t now = bm_now_ns(), delay = bm_g.opt.release_delay_ns;
-    if (z->nr_dirty_pages > threshold && z->nr_dirty_pages > ratio_threshold(z)) {
+    unsigned long hold = peak_hold(z, freed);
+    if (z->nr_dirty_pages > threshold + hold) {
         release_adapt(z, now);
         threshold = bm_release_threshold(z);
-        unsigned long ratio = ratio_threshold(z);
-        if (ratio > threshold)
-            threshold = ratio;
-        if (z->nr_dirty_pages > threshold) {
+        if (z->nr_dirty_pages > threshold + hold) {
             z->release_event_ns = now;
             z->reused_since_event = 0;
-            z->release_event_pages = release_some(z, threshold / 2, 0);
+            z->release_event_pages = release_some(z, hold + threshold / 2, 0);
         }
         return;
     }
@@ -172,8 +195,10 @@ void bm_release_maybe(struct bm_zone *z)
         z->release_event_ns = now;
     }
     struct bm_page *oldest = dirty_to_page(z->dirty_list.prev);
-    if (now >= delay && oldest->freed_ns <= now - delay)
+    if (now >= delay && oldest->freed_ns <= now - delay) {
         release_some(z, ~0UL, now - delay + 1);
+        z->inuse_peak = 0;              /* the next free samples a new peak */
+    }
 }
 
 unsigned long bm_release_zone(struct bm_zone *z, unsigned long keep_pages)

@@ -270,6 +270,10 @@ struct bm_zone {
                                          * blocks not included)              */
     unsigned release_scale;         /* release_threshold x this (release.c)  */
     uint64_t release_event_ns;      /* last release by the threshold         */
+    unsigned long nr_unreleased_by_merge; /* released pages merged into a
+                                     * resident block: counted as resident */
+    unsigned long inuse_peak;       /* pages in use at the peak, and the     */
+    unsigned long held_at_peak;     /* hold's measure then (release.c)       */
     unsigned long release_event_pages;  /* pages it gave back                */
     unsigned long reused_since_event;   /* advised pages handed out since    */
 
@@ -396,8 +400,8 @@ struct bm_options {
     uint64_t release_delay_ns;      /* free this long before release         */
     unsigned long release_threshold_pages; /* or when this many are free     */
     unsigned long release_threshold_max_pages; /* what churn may raise it to */
-    unsigned release_ratio;         /* free memory up to this % of the memory
-                                     * in use waits for the delay (release.c) */
+    int release_peak;               /* free memory within the in-use peak
+                                     * waits for the delay (release.c)       */
     int reserve_pageblocks;         /* RESERVE pageblocks per zone           */
     unsigned release_min_order;     /* smallest free block given back        */
     int verbose;

@@ -38,9 +38,9 @@ Test(options, sizes_and_booleans)
     cr_assert_eq(o.pcp_enabled, 1);
     cr_assert_eq(bm_options_parse(&o, "release_threshold=4096"), 0);
     cr_assert_eq(o.release_threshold_pages, 1);
-    cr_assert_eq(o.release_ratio, 100, "default: free memory as large as the heap in use waits");
-    cr_assert_eq(bm_options_parse(&o, "release_ratio=25"), 0);
-    cr_assert_eq(o.release_ratio, 25);
+    cr_assert_eq(o.release_peak, 1, "default: a burst of frees waits for the delay");
+    cr_assert_eq(bm_options_parse(&o, "release_peak=no"), 0);
+    cr_assert_eq(o.release_peak, 0);
     cr_assert_eq(bm_options_parse(&o, ""), 0);
     cr_assert_eq(bm_options_parse(&o, ",,"), 0);
     cr_assert_eq(bm_options_parse(&o, NULL), 0);
@@ -84,7 +84,7 @@ Test(options, bad_values_keep_defaults, .init = cr_redirect_stderr)
     check_rejected("numa=preferred:0-1");   /* one node */
     check_rejected("numa=local:0");
     check_rejected("release_threshold=12X");
-    check_rejected("release_ratio=1001");
+    check_rejected("release_peak=sometimes");
     check_rejected("release_delay_ms=1.5");
     check_rejected("release_delay_ms=1000000001");
     check_rejected("reserve_pageblocks=99999");

@@ -78,7 +78,7 @@ Test(release, trim_returns_memory_and_reuse_brings_it_back, .init = keep_until_t
 
 Test(release, threshold_releases_at_once)
 {
-    bm_test_options("release_threshold=32M,release_delay_ms=1000000");
+    bm_test_options("release_threshold=32M,release_peak=no,release_delay_ms=1000000");
     bm_ensure_init();
     alloc_and_touch();
     free_all();
@@ -90,41 +90,71 @@ Test(release, threshold_releases_at_once)
     assert_heap_ok();
 }
 
-/* A burst of frees in a large heap waits for the delay: free memory up to
- * release_ratio % of the pages in use is not released by the threshold. A
- * quarter of 256 MiB freed with 192 MiB still in use stays resident at ratio
- * 100; at ratio 0 the fixed threshold applies and it goes back at once. */
-static size_t free_a_quarter_of_big(void)
+/* A burst of frees keeps its memory for the delay: free memory that only
+ * fills the drop from the zone's recent in-use peak is not released by the
+ * threshold. With release_peak=no the threshold alone applies. */
+Test(release, peak_keeps_a_burst_of_frees)
 {
-    alloc_and_touch();
-    for (int i = 0; i < BIG_BLOCKS; i += 4)
-        bm_free_pages(big[i], MAX_ORDER - 1);
-    size_t r = 0;
-    for (int i = 0; i < BIG_BLOCKS; i += 4)
-        r += resident_bytes(big[i], block_bytes());
-    for (int i = 0; i < BIG_BLOCKS; i++)
-        if (i % 4)
-            bm_free_pages(big[i], MAX_ORDER - 1);
-    return r;
-}
-
-Test(release, ratio_keeps_a_burst_of_frees_in_a_large_heap)
-{
-    bm_test_options("release_threshold=8M,release_ratio=100,release_delay_ms=1000000");
+    bm_test_options("release_threshold=8M,release_delay_ms=1000000");
     bm_ensure_init();
-    size_t kept = free_a_quarter_of_big();
-    cr_assert_geq(kept, total() / 4 * 9 / 10, "the freed quarter stays resident: %zu MiB",
-                  kept / MiB);
-    /* all free now, nothing in use: the threshold alone applies */
-    cr_assert_leq(zone0().dirty_pages, (8 * MiB) / BM_PAGE_SIZE);
+    alloc_and_touch();
+    free_all();
+    cr_assert_geq(big_resident(), total() * 9 / 10, "the freed blocks stay resident: %zu MiB",
+                  big_resident() / MiB);
+    struct bm_zone_stats s = zone0();
+    cr_assert_geq(s.dirty_pages, total() / BM_PAGE_SIZE);
+    cr_assert_eq(s.release_calls, 0);
+    /* reused without a fault: the same pages come back */
+    alloc_and_touch();
+    cr_assert_eq(zone0().release_calls, 0);
+    free_all();
+    cr_assert_eq(bm_trim(0), 1);
+    cr_assert_eq(big_resident(), 0);
     assert_heap_ok();
 }
 
-Test(release, ratio_zero_keeps_the_fixed_threshold)
+/* The hold covers the drop from the peak only: when the heap grows past it
+ * while free memory waits (here 16 KiB holes that 4 MiB blocks cannot use),
+ * the threshold releases the waiting memory as before. */
+Test(release, growth_past_the_peak_releases_what_waits)
 {
-    bm_test_options("release_threshold=8M,release_ratio=0,release_delay_ms=1000000");
+    bm_test_options("release_threshold=8M,release_delay_ms=1000000");
     bm_ensure_init();
-    size_t kept = free_a_quarter_of_big();
+    enum { SMALL = 4096 };                  /* 64 MiB of 16 KiB blocks */
+    static void *small[SMALL];
+    for (int i = 0; i < SMALL; i++) {
+        small[i] = bm_alloc_pages(2, 0);
+        cr_assert_not_null(small[i]);
+        memset(small[i], 1, 16384);
+    }
+    for (int i = 0; i < SMALL; i += 2)      /* 32 MiB of holes, no merging */
+        bm_free_pages(small[i], 2);
+    bm_drain_pagesets();
+    struct bm_zone_stats s = zone0();
+    cr_assert_geq(s.dirty_pages, (24 * MiB) / BM_PAGE_SIZE, "the burst waits: %lu pages",
+                  s.dirty_pages);
+    unsigned long calls = s.release_calls;
+    alloc_and_touch();                      /* 256 MiB more: growth */
+    void *one = bm_alloc_pages(0, 0);
+    bm_free_pages(one, 0);                  /* a free: the check runs */
+    bm_drain_pagesets();
+    s = zone0();
+    cr_assert_gt(s.release_calls, calls, "the waiting holes went back");
+    cr_assert_leq(s.dirty_pages, (8 * MiB) / BM_PAGE_SIZE, "%lu pages still wait",
+                  s.dirty_pages);
+    free_all();
+    for (int i = 1; i < SMALL; i += 2)
+        bm_free_pages(small[i], 2);
+    assert_heap_ok();
+}
+
+Test(release, peak_off_keeps_the_fixed_threshold)
+{
+    bm_test_options("release_threshold=8M,release_peak=no,release_delay_ms=1000000");
+    bm_ensure_init();
+    alloc_and_touch();
+    free_all();
+    size_t kept = big_resident();
     cr_assert_leq(kept, 8 * MiB, "released down to half the threshold: %zu MiB kept",
                   kept / MiB);
     assert_heap_ok();
@@ -253,7 +283,7 @@ static struct bm_zone_stats churn(int cycles)
 
 Test(release, reuse_of_released_memory_raises_the_threshold)
 {
-    bm_test_options("release_threshold=8M,release_delay_ms=1000000");
+    bm_test_options("release_threshold=8M,release_peak=no,release_delay_ms=1000000");
     bm_ensure_init();
     struct bm_zone_stats s = churn(12);
     cr_assert_gt(s.threshold_raised, 0);
@@ -269,7 +299,8 @@ Test(release, reuse_of_released_memory_raises_the_threshold)
 
 Test(release, threshold_max_keeps_the_threshold_fixed)
 {
-    bm_test_options("release_threshold=8M,release_threshold_max=8M,release_delay_ms=1000000");
+    bm_test_options("release_threshold=8M,release_threshold_max=8M,release_peak=no,"
+                    "release_delay_ms=1000000");
     bm_ensure_init();
     struct bm_zone_stats s = churn(12);
     cr_assert_eq(s.threshold_raised, 0);
