@@ -66,6 +66,7 @@ bool bm_fork_heap_repair(struct bm_heap *h);     /* fork.c */
 extern _Atomic unsigned long bm_fork_heaps_retired, bm_fork_heaps_lost;
 extern _Atomic unsigned long bm_heaps_swept;      /* sweeps of quiet heaps */
 extern _Atomic uint64_t bm_slab_notified;         /* full slabs a remote free moved to partial */
+extern _Atomic uint64_t bm_slab_orphans_freed;    /* abandoned slabs a remote free emptied and freed */
 void bm_slabs_init(void);
 /* Call fn on every slab whose lists can be read now: the calling thread's
  * and the abandoned ones (each list locked while it is walked). */

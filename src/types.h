@@ -140,7 +140,10 @@ struct bm_slab_meta {
     uint16_t used;                  /* handed out and not yet collected back */
     uint16_t reserved;              /* blocks carved so far (lazy extension)  */
     uint8_t  cls;                   /* size class                             */
-    uint8_t  _pad[3];
+    uint8_t  _pad;
+    _Atomic uint16_t orphan_live;   /* abandoned: blocks live when it was, less
+                                     * the remote frees seen since (a hint:
+                                     * slab.c's orphan_free)                 */
 };
 #define SLAB_FULL ((uintptr_t)1)
 

@@ -495,3 +495,49 @@ Test(threads, remote_frees_bring_full_slabs_back_at_once)
     free(b);
     assert_heap_ok();
 }
+
+/*
+ * Slabs of a thread that exited, emptied by other threads' frees, go back
+ * to the pages at the last free (orphan_free), not at the next sweep or
+ * thread exit: a thread fills 50 slabs and exits with every block live
+ * (its slabs are abandoned), the main thread frees them all, and no
+ * abandoned slab of the class is left.
+ */
+struct fill_arg { void **blocks; size_t n, size; };
+
+static void *fill_and_exit(void *arg)
+{
+    struct fill_arg *f = arg;
+    for (size_t i = 0; i < f->n; i++)
+        f->blocks[i] = bm_malloc(f->size);
+    return NULL;
+}
+
+Test(threads, abandoned_slabs_go_back_at_their_last_remote_free)
+{
+    enum { SIZE = 96 };
+    bm_ensure_init();
+    unsigned cls = bm_size_to_class(SIZE);
+    struct bm_class_stats cs;
+    bm_class_stats((int)cls, &cs);
+    unsigned long abandoned0 = cs.abandoned;
+    size_t n = 50 * bm_classes[cls].capacity;
+    void **b = calloc(n, sizeof *b);
+    cr_assert_not_null(b);
+    struct fill_arg f = { b, n, SIZE };
+    pthread_t t;
+    pthread_create(&t, NULL, fill_and_exit, &f);
+    pthread_join(t, NULL);
+    bm_class_stats((int)cls, &cs);
+    cr_assert_geq(cs.abandoned, abandoned0 + 50, "the exited thread's slabs are abandoned");
+    uint64_t freed0 = atomic_load(&bm_slab_orphans_freed);
+    for (size_t i = 0; i < n; i++) {
+        cr_assert_not_null(b[i]);
+        bm_free(b[i]);
+    }
+    bm_class_stats((int)cls, &cs);
+    cr_assert_leq(cs.abandoned, abandoned0, "%lu abandoned slabs left", cs.abandoned - abandoned0);
+    cr_assert_geq(atomic_load(&bm_slab_orphans_freed) - freed0, 50);
+    free(b);
+    assert_heap_ok();
+}
