@@ -146,6 +146,7 @@ unsigned long bm_release_threshold(const struct bm_zone *z)
  * threshold releases as before; the delay returns everything.
  * Option release_peak=no: the threshold alone.
  */
+/* Cost: O(1), zone counters kept by the buddy's list operations. */
 static unsigned long peak_hold(struct bm_zone *z, unsigned long freed)
 {
     if (!bm_g.opt.release_peak)

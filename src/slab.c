@@ -661,8 +661,9 @@ _Atomic uint64_t bm_slab_orphans_freed;     /* abandoned slabs emptied and freed
  * with an adoption may miss it or count twice, so the slab is checked under
  * the list's lock (still ownerless and a slab of this class: on the list),
  * collected and freed only if empty; a slab the hint misses is left to
- * bm_slab_reclaim_abandoned as before. The caller holds no lock. O(1).
+ * bm_slab_reclaim_abandoned as before. The caller holds no lock.
  */
+/* Cost: O(1): an atomic decrement; the last one a lock and a slab free. */
 static BM_COLD void orphan_free(struct bm_page *s, unsigned cls)
 {
     if (atomic_fetch_sub_explicit(&s->slab.orphan_live, 1, memory_order_relaxed) != 1)
