@@ -17,7 +17,7 @@ void bm_options_defaults(struct bm_options *o)
     o->pcp_high = 0;
     o->pcp_batch = 0;
     o->release_mode = BM_RELEASE_DONTNEED;
-    o->release_delay_ns = 1000ull * 1000 * 1000;          /* 1 s */
+    o->release_delay_ns = 5000ull * 1000 * 1000;          /* 5 s: release.c */
     o->release_threshold_pages = (16ul << 20) >> BM_PAGE_SHIFT;
     o->release_threshold_max_pages = (1ul << 30) >> BM_PAGE_SHIFT;   /* 1 GiB */
     o->release_peak = 1;
