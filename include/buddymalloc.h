@@ -160,8 +160,8 @@ struct bm_zone_stats {
     unsigned long free_pages;        /* free in the buddy, fresh included     */
     unsigned long fresh_blocks;      /* max-order blocks never used            */
     unsigned long pcp_pages;         /* on the per-CPU pagesets                */
-    unsigned long resident_pages;    /* managed - returned (pageblock bound)   */
-    unsigned long returned_pages;    /* in returned / never touched pageblocks */
+    unsigned long resident_pages;    /* managed - returned (an upper bound)    */
+    unsigned long returned_pages;    /* in released / never touched blocks     */
     unsigned long dirty_pages;       /* free but resident, awaiting release    */
     unsigned long nr_free[BM_MAX_ORDERS];                    /* buddyinfo     */
     unsigned long nr_free_type[BM_MIGRATE_TYPES][BM_MAX_ORDERS];

@@ -265,17 +265,6 @@ found:;
     return page;
 }
 
-/*
- * Take a block of 2^order pages for migrate type mt (the kernel's __rmqueue).
- * Cheapest first, most fragmenting last:
- *   1. the type's own free lists;
- *   2. a whole free pageblock (or larger) of another type, claimed: reuses
- *      resident memory without mixing types inside a pageblock;
- *   3. a fresh block from a region (virtual only until touched);
- *   4. a part of another type's pageblock (claimed if mostly free);
- *   5. the RESERVE pageblocks;
- *   6. a new region, then again from the top.
- */
 /* ALLOC_WATCH: may the zone grow (carve a fresh block, add a region)? Asks
  * the node once per bm_rmqueue (*room: -1 not asked yet). */
 static bool may_grow(struct bm_zone *z, unsigned aflags, int *room)
@@ -288,12 +277,19 @@ static bool may_grow(struct bm_zone *z, unsigned aflags, int *room)
 }
 
 /*
- * A block of 2^order pages for migrate type mt, the kernel's rmqueue: the
- * free lists of mt, then another type's pageblocks, then a fresh block,
- * then any free block, the reserve, a new region. With ALLOC_WATCH a zone
- * whose node is low on memory (bm_node_has_room) serves only from what it
- * already has and otherwise returns NULL without touching its reserve:
- * the caller tries the next zone of the zonelist (pages.c).
+ * A block of 2^order pages for migrate type mt (the kernel's rmqueue).
+ * Cheapest first, most fragmenting last:
+ *   1. the type's own free lists;
+ *   2. a whole free pageblock (or larger) of another type, claimed: reuses
+ *      resident memory without mixing types inside a pageblock;
+ *   3. a fresh block from a region (virtual only until touched);
+ *   4. a part of another type's pageblock (claimed if mostly free);
+ *   5. the RESERVE pageblocks;
+ *   6. a new region, then again from the top.
+ * With ALLOC_WATCH a zone whose node is low on memory (bm_node_has_room)
+ * serves only from what it already has and otherwise returns NULL without
+ * touching its reserve: the caller tries the next zone of the zonelist
+ * (pages.c).
  */
 /* Cost: O(MAX_ORDER x MIGRATE_TYPES) list heads and one claim walk; at most
  * three passes (a carve or a new region makes the next one hit). */

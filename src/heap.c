@@ -87,7 +87,7 @@ static struct bm_heap *heap_new(int node)
     if (h) {
         heap_pool = h->next;
     } else {
-        /* A page of the allocator's own memory holds as many heaps as fit. */
+        /* A page of the allocator's own memory per heap (one fits). */
         struct bm_page *pg = bm_alloc_block(0, MIGRATE_SLAB, BM_GFP_NOPCP);
         if (!pg) {
             bm_mutex_unlock(&heaps_lock);

@@ -394,7 +394,7 @@ struct bm_page *bm_alloc_block_zone(unsigned order, int mt, unsigned flags, int 
 struct bm_page *bm_zonelist_rmqueue(int zone, unsigned order, int mt, struct bm_zone **zp);
 void bm_free_block(struct bm_page *p, unsigned order);
 
-/* ---- report.c: messages on stderr without stdio ------------------------- */
+/* ---- os.c: messages on stderr without stdio ----------------------------- */
 BM_COLD __attribute__((noreturn)) void bm_fatal_bad_pointer(const char *func, const void *p,
                                                             const char *what);
 BM_COLD __attribute__((noreturn)) void bm_fatal_size(const char *func, const void *p,

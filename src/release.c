@@ -28,7 +28,8 @@
  * memory with 256 idle threads than at 16 KiB, for no measured speed.)
  *
  * A whole 2 MiB pageblock would be the unit to keep if regions were backed
- * by transparent huge pages; they are not (THP is off for them), so holes
+ * by transparent huge pages; by default they are not (MADV_NOHUGEPAGE;
+ * thp=always opts in, and then a release splits the huge page), so holes
  * are fine and a pageblock pinned by one slab does not pin 2 MiB of RSS.
  *
  * The madvise runs without the zone lock: the block is taken off the free

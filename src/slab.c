@@ -1,7 +1,7 @@
 /*
  * slab.c - slab caches for small objects, after the kernel's mm/slub.c and
  * mimalloc's pages: a slab is a buddy block (MIGRATE_SLAB, through the
- * pagesets for orders <= 3) cut into blocks of one size class; its metadata
+ * pagesets for orders <= PCP_MAX_ORDER) cut into blocks of one size class; its metadata
  * is in the head page descriptor.
  *
  * Each slab has three free lists (mimalloc's sharding):
@@ -17,8 +17,9 @@
  * full queue. A current slab that runs dry goes to the back of the partial
  * queue; the slab at the front, which has waited longest and so gathered
  * the most frees, becomes current. A slab still dry when its turn comes goes
- * to the full queue, its heap word tagged SLAB_FULL so that the owner's
- * first free into it leaves the fast path and moves it back to partial.
+ * to the full queue, its heap word tagged SLAB_FULL. The owner's frees into
+ * it stay on the fast path (alloc.h masks the tag) and reach the slab when
+ * the bin is flushed, which moves it back to partial.
  * The first remote free into a full slab moves it back to the partial
  * queue too, under the owner's heap lock (slab_remote_notify, as SLUB puts
  * a full slab back on the partial list at its first remote free); only

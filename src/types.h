@@ -113,7 +113,7 @@ enum {
     PG_pcp      = 1u << 1,  /* on a per-CPU pageset list                       */
     PG_alloc    = 1u << 2,  /* head of an allocated block                      */
     PG_isolated = 1u << 3,  /* taken off the free lists while madvise runs     */
-    PG_dirty    = 1u << 4,  /* PG_buddy block >= pageblock order, on dirty_list */
+    PG_dirty    = 1u << 4,  /* PG_buddy block >= release_min_order, on dirty_list */
     PG_internal = 1u << 5,  /* allocated for the allocator's own metadata      */
     PG_slab     = 1u << 6,  /* PG_alloc head of a slab: page->slab is valid     */
     PG_tail     = 1u << 7,  /* tail page of a slab: lru.next is the head        */
