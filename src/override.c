@@ -63,7 +63,9 @@ BM_API void *__libc_pvalloc(size_t size) { return bm_pvalloc_impl(size); }
 
 /*
  * mallopt: M_TRIM_THRESHOLD sets release_threshold (free resident memory
- * past it goes back to the OS at once); the other parameters glibc knows
+ * past it goes back to the OS at once) and turns the hold off
+ * (release_peak=no: a program that sets it asks for prompt trimming, as
+ * glibc's free gives it); the other parameters glibc knows
  * describe its arenas, top pad and mmap threshold, which do not exist
  * here: accepted and ignored (1), as a program expects. Unknown: 0.
  */
@@ -76,6 +78,7 @@ BM_API int mallopt(int param, int value)
             return 0;
         __atomic_store_n(&bm_g.opt.release_threshold_pages,
                          (unsigned long)value >> BM_PAGE_SHIFT, __ATOMIC_RELAXED);
+        __atomic_store_n(&bm_g.opt.release_peak, 0, __ATOMIC_RELAXED);
         return 1;
     case M_MXFAST: case M_TOP_PAD: case M_MMAP_THRESHOLD: case M_MMAP_MAX:
     case M_CHECK_ACTION: case M_PERTURB: case M_ARENA_TEST: case M_ARENA_MAX:

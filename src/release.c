@@ -154,7 +154,7 @@ unsigned long bm_release_threshold(const struct bm_zone *z)
 /* Cost: O(1), zone counters kept by the buddy's list operations. */
 static unsigned long peak_hold(struct bm_zone *z, unsigned long freed)
 {
-    if (!bm_g.opt.release_peak)
+    if (!__atomic_load_n(&bm_g.opt.release_peak, __ATOMIC_RELAXED))
         return 0;
     /* held: pages in use plus the holes (resident free pages off the dirty
      * list), less the released pages that merges made count as resident
