@@ -301,3 +301,29 @@ Test(edges, free_sized_near_size_max_is_reported)
                       "%zu-byte block, size %zu: %s", blocks[i], bad[j], msg);
         }
 }
+
+/* A zero-byte block aligned beyond the largest buddy block (a mapping of
+ * its own): it must be a real block, with a usable size, that free and
+ * free_sized accept. Before, memalign(align, 0) there made a huge entry of
+ * length 0 at an address with no mapping, and free reported it as not
+ * buddymalloc's (found by the fuzzer in the 16 MiB-region build). */
+Test(edges, zero_bytes_aligned_beyond_the_largest_block)
+{
+    size_t align = (size_t)BM_PAGE_SIZE << MAX_ORDER;
+    for (int k = 0; k < 4; k++) {
+        void *p = k & 2 ? bm_aligned_alloc(align, 0) : bm_memalign(align, 0);
+        cr_assert_not_null(p);
+        cr_assert_eq((uintptr_t)p % align, 0);
+        cr_assert_geq(bm_malloc_usable_size(p), 1);
+        memset(p, 0x5a, bm_malloc_usable_size(p));
+        if (k & 1)
+            bm_free_sized(p, 0);
+        else
+            bm_free(p);
+    }
+    void *q;
+    cr_assert_eq(bm_posix_memalign(&q, align, 0), 0);
+    cr_assert_geq(bm_malloc_usable_size(q), 1);
+    bm_free(q);
+    assert_heap_ok();
+}
