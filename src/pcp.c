@@ -125,10 +125,6 @@ bool bm_pcp_refill(struct bm_zone *z, struct bm_pcp *pcp, unsigned order, int mt
         n = 2;
     bm_mutex_lock(&z->lock);
     int got = bm_rmqueue_bulk(z, order, n, mt, l);
-    /* mallocs check the release delay too, not only frees: what a burst of
-     * frees left for the delay goes back in a process that goes on
-     * allocating and no longer frees */
-    bm_release_maybe(z, 0);
     bm_mutex_unlock(&z->lock);
     STAT_ADD(pcp->count, got << order);
     STAT_ADD(pcp->alloc_refill, 1);

@@ -21,8 +21,8 @@
  *     it, so alloc/free cycles around the threshold do not thrash) on top
  *     of what a burst of frees below the heap's peak holds (peak_hold), or
  *   - on bm_trim().
- * Checks happen where the zone lock is already held after frees and at
- * pageset refills; no thread is started. Blocks below release_min_order are never released: the
+ * Checks happen where the zone lock is already held after frees; no thread
+ * is started. Blocks below release_min_order are never released: the
  * system call would cost more than the memory is worth. (At 64 KiB, the
  * holes around the one-slab-per-class that idle threads keep held 30 % more
  * memory with 256 idle threads than at 16 KiB, for no measured speed.)

@@ -150,30 +150,6 @@ Test(release, growth_past_the_peak_releases_what_waits)
     assert_heap_ok();
 }
 
-/* What a burst of frees holds goes back once it is older than the delay,
- * at the next malloc that reaches the zone, not only at the next free. */
-Test(release, held_memory_goes_back_after_the_delay_at_a_malloc)
-{
-    bm_test_options("release_threshold=8M,release_delay_ms=50");
-    bm_ensure_init();
-    alloc_and_touch();
-    free_all();
-    cr_assert_geq(zone0().dirty_pages, total() / BM_PAGE_SIZE / 2, "held for the delay");
-    usleep(100 * 1000);
-    bm_drain_pagesets();                /* the next page malloc refills */
-    struct bm_zone_stats s0 = zone0();
-    void *p = bm_alloc_pages(0, 0);
-    cr_assert_not_null(p);
-    struct bm_zone_stats s = zone0();
-    cr_assert_gt(s.release_calls, s0.release_calls, "released at the malloc");
-    cr_assert_leq(s.dirty_pages, (8 * MiB) / BM_PAGE_SIZE, "%lu pages still wait",
-                  s.dirty_pages);
-    /* all but the batch the refill took from the first (resident) block */
-    cr_assert_leq(big_resident(), 1 * MiB, "%zu KiB stay", big_resident() >> 10);
-    bm_free_pages(p, 0);
-    assert_heap_ok();
-}
-
 Test(release, peak_off_keeps_the_fixed_threshold)
 {
     bm_test_options("release_threshold=8M,release_peak=no,release_delay_ms=1000000");
