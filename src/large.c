@@ -264,9 +264,9 @@ void *bm_huge_alloc(size_t size, size_t align)
     /* a page at least: memalign(align beyond the largest block, 0) made an
      * entry of length 0, at an address with no mapping of its own, that
      * free then reported as not ours (found by the fuzzer, 16 MiB regions) */
+    if (size == 0)
+        size = 1;
     size_t len = (size + BM_PAGE_SIZE - 1) & ~(BM_PAGE_SIZE - 1);
-    if (len == 0 && size == 0)
-        len = BM_PAGE_SIZE;
     if (len < size || align > ((size_t)1 << 46)) {
         errno = ENOMEM;
         return NULL;

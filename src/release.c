@@ -169,22 +169,21 @@ static unsigned long peak_hold(struct bm_zone *z, unsigned long freed)
                          (z->nr_fresh_blocks << (MAX_ORDER - 1));
     unsigned long in_use = z->managed_pages > idle ? z->managed_pages - idle : 0;
     unsigned long holes = z->nr_free_pages - z->nr_dirty_pages - z->nr_returned_pages;
-    unsigned long held = in_use + holes - z->nr_unreleased_by_merge;
+    unsigned long held = in_use + holes - z->nr_unreleased_by_merge;   /* modular */
     /* in use before this free: the peak is sampled at frees only */
     if (in_use + freed >= z->inuse_peak) {
         z->inuse_peak = in_use + freed;
         z->held_at_peak = held + freed;
     }
-    long hold = (long)(z->held_at_peak - held);     /* modular: held may wrap */
-    /* plus an eighth of the pages in use: a fixed 16 MiB made a heap of
-     * hundreds of MiB that grows while a little free memory waits pay
-     * hundreds of madvise calls, each a TLB shootdown on every CPU that
-     * runs the process (scaling benchmark, 256 MiB, two threads: 190-660
-     * calls, the remote phase 540-1,800 ns per free against 100-180 without
-     * them, the same peak RSS) */
-    /* at most 4 thresholds (64 MiB): an eighth of a 4 GiB heap held 512 MiB
-     * that its mallocs could not use (scaling benchmark, 4 GiB: peak RSS
-     * 4913 MiB against 4815) */
+    long hold = (long)(z->held_at_peak - held);
+    /* Plus an eighth of the pages in use, at most 4 thresholds (64 MiB). A
+     * fixed 16 MiB made a heap of hundreds of MiB that grows while a little
+     * free memory waits pay hundreds of madvise calls, each a TLB shootdown
+     * on every CPU that runs the process (scaling benchmark, 256 MiB, two
+     * threads: 190-660 calls, the remote phase 540-1,800 ns per free
+     * against 100-180 without them, the same peak RSS); uncapped, an eighth
+     * of a 4 GiB heap held 512 MiB its mallocs could not use (peak RSS 4913
+     * MiB against 4815). */
     unsigned long eighth = in_use / 8, cap = 4 * bm_release_threshold(z);
     return (hold > 0 ? (unsigned long)hold : 0) + (eighth < cap ? eighth : cap);
 }

@@ -652,6 +652,15 @@ static void push_chain(struct bm_page *s, void *head, void *tail)
 
 _Atomic uint64_t bm_slab_orphans_freed;     /* abandoned slabs emptied and freed */
 
+/* An abandoned slab found empty, already off ab's list: back to the pages.
+ * ab's lock held. */
+static void abandoned_destroy(struct abandoned *ab, struct bm_page *s, unsigned cls)
+{
+    atomic_fetch_sub_explicit(&ab->n, 1, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&bm_slab_stats[cls].abandoned, 1, memory_order_relaxed);
+    slab_destroy(s, NULL);
+}
+
 /*
  * A remote free into an abandoned slab (heap word 0). abandon() set
  * orphan_live to the blocks live then; the free that takes it to zero has
@@ -676,10 +685,8 @@ static BM_COLD void orphan_free(struct bm_page *s, unsigned cls)
         slab_collect(s);                /* the list's lock makes us its owner */
         if (s->slab.used == 0) {
             list_del(&s->lru);
-            atomic_fetch_sub_explicit(&ab->n, 1, memory_order_relaxed);
-            atomic_fetch_sub_explicit(&bm_slab_stats[cls].abandoned, 1, memory_order_relaxed);
             atomic_fetch_add_explicit(&bm_slab_orphans_freed, 1, memory_order_relaxed);
-            slab_destroy(s, NULL);
+            abandoned_destroy(ab, s, cls);
         }
     }
     bm_mutex_unlock(&ab->lock);
@@ -943,10 +950,7 @@ unsigned long bm_slab_reclaim_abandoned(unsigned long limit)
                 list_del(&s->lru);
                 slab_collect(s);
                 if (s->slab.used == 0) {
-                    atomic_fetch_sub_explicit(&ab->n, 1, memory_order_relaxed);
-                    atomic_fetch_sub_explicit(&bm_slab_stats[c].abandoned, 1,
-                                              memory_order_relaxed);
-                    slab_destroy(s, NULL);
+                    abandoned_destroy(ab, s, c);
                     freed++;
                 } else {
                     list_add_tail(&ab->list, &s->lru);
